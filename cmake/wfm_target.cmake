@@ -1,0 +1,38 @@
+# wfm_use_pch(target): reuse the single shared precompiled header. Every target must be compiled with the same
+# flags and definitions as wfm_pch (they all link torch and get -fPIC), or GCC ignores the PCH (-Winvalid-pch).
+function(wfm_use_pch target)
+  if(WFM_USE_PCH)
+    target_precompile_headers(${target} REUSE_FROM wfm_pch)
+  endif()
+endfunction()
+
+# wfm_add_library(name SOURCES ...): a module library with public headers under <folder>/include.
+function(wfm_add_library name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;PUBLIC_DEPS;PRIVATE_DEPS" ${ARGN})
+  add_library(${name} SHARED ${ARG_SOURCES})
+  add_library(wfm::${name} ALIAS ${name})
+  target_include_directories(${name} PUBLIC
+    $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>
+    $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+  target_link_libraries(${name} PUBLIC ${ARG_PUBLIC_DEPS} PRIVATE ${ARG_PRIVATE_DEPS})
+  set_target_properties(${name} PROPERTIES OUTPUT_NAME ${name})
+  wfm_use_pch(${name})
+  set_property(GLOBAL APPEND PROPERTY WFM_INSTALL_TARGETS ${name})
+endfunction()
+
+# wfm_add_test(name SOURCES ... DEPS ... [LABELS ...]): one GoogleTest executable, each TEST a ctest test.
+function(wfm_add_test name)
+  cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock wfm_test_support)
+  wfm_use_pch(${name})
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 600)
+  endif()
+  set(props TIMEOUT ${ARG_TIMEOUT}
+      ENVIRONMENT "WFM_SHARED_DIR=${WFM_SHARED_DIR};WFM_SOURCE_DIR=${CMAKE_SOURCE_DIR};WFM_BINARY_DIR=${CMAKE_BINARY_DIR};WFM_NUM_THREADS=1")
+  if(ARG_LABELS)
+    list(APPEND props LABELS "${ARG_LABELS}")
+  endif()
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES ${props})
+endfunction()
