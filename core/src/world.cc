@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <set>
 
@@ -516,6 +517,88 @@ std::vector<Detection> DetectObjects(const at::Tensor& frame, const std::vector<
       out[k].found = true;
       out[k].x = acc[k].sx / acc[k].n;
       out[k].y = acc[k].sy / acc[k].n;
+    }
+  }
+  return out;
+}
+
+}  // namespace wfm::world
+
+namespace wfm::world {
+
+at::Tensor PredictCopyLast(const at::Tensor& context, int64_t horizon) {
+  TORCH_CHECK(context.dim() == 4 && context.size(0) >= 1 && context.size(3) == 3, "context must be [T, H, W, 3]");
+  return context[-1].unsqueeze(0).expand({horizon, -1, -1, -1}).contiguous();
+}
+
+at::Tensor PredictConstantVelocity(const at::Tensor& context, const std::vector<Rgb>& colors, int64_t horizon) {
+  TORCH_CHECK(context.dim() == 4 && context.size(0) >= 1 && context.size(3) == 3 &&
+                  context.scalar_type() == at::kByte,
+              "context must be uint8 [T, H, W, 3]");
+  const int64_t T = context.size(0), H = context.size(1), W = context.size(2);
+  at::Tensor last = context[T - 1].contiguous();
+  // Background: per-pixel temporal median of the context frames.
+  at::Tensor background = std::get<0>(context.to(at::kShort).median(0)).to(at::kByte).contiguous();
+  std::vector<Detection> now = DetectObjects(last, colors);
+  std::vector<Detection> before = T >= 2 ? DetectObjects(context[T - 2], colors) : now;
+
+  // Object masks in the last frame: pixels assigned to each colour by the detector's rule.
+  // Re-run the classification per pixel to cut sprites.
+  std::vector<std::array<double, 3>> ref;
+  for (const auto& c : colors) {
+    double s = std::max(1.0, static_cast<double>(c.r) + c.g + c.b);
+    ref.push_back({c.r / s, c.g / s, c.b / s});
+  }
+  const uint8_t* lp = last.data_ptr<uint8_t>();
+  std::vector<int> owner(static_cast<size_t>(H * W), -1);
+  for (int64_t i = 0; i < H * W; ++i) {
+    const uint8_t* q = lp + i * 3;
+    double s = static_cast<double>(q[0]) + q[1] + q[2];
+    int mx = std::max({q[0], q[1], q[2]}), mn = std::min({q[0], q[1], q[2]});
+    // Looser than the detector so anti-aliased edges travel with the sprite.
+    if (s < 30 || mx == 0 || static_cast<double>(mx - mn) / mx < 0.2) continue;
+    double best_d = 0.2;
+    for (size_t k = 0; k < ref.size(); ++k) {
+      double d = std::abs(q[0] / s - ref[k][0]) + std::abs(q[1] / s - ref[k][1]) + std::abs(q[2] / s - ref[k][2]);
+      if (d < best_d && now[k].found) {
+        best_d = d;
+        owner[i] = static_cast<int>(k);
+      }
+    }
+  }
+  // With one context frame the "median" still contains the objects: fill their pixels with the mean colour of
+  // the other pixels in the same row (the background is a vertical gradient).
+  if (T == 1) {
+    uint8_t* bp = background.data_ptr<uint8_t>();
+    for (int64_t y = 0; y < H; ++y) {
+      double sum[3] = {0, 0, 0};
+      int64_t cnt = 0;
+      for (int64_t x = 0; x < W; ++x) {
+        if (owner[y * W + x] >= 0) continue;
+        for (int c = 0; c < 3; ++c) sum[c] += bp[(y * W + x) * 3 + c];
+        ++cnt;
+      }
+      if (cnt == 0) continue;
+      for (int64_t x = 0; x < W; ++x) {
+        if (owner[y * W + x] < 0) continue;
+        for (int c = 0; c < 3; ++c) bp[(y * W + x) * 3 + c] = static_cast<uint8_t>(std::lround(sum[c] / cnt));
+      }
+    }
+  }
+
+  at::Tensor out = background.unsqueeze(0).repeat({horizon, 1, 1, 1}).contiguous();
+  uint8_t* op = out.data_ptr<uint8_t>();
+  for (int64_t h = 0; h < horizon; ++h) {
+    uint8_t* frame = op + h * H * W * 3;
+    for (int64_t i = 0; i < H * W; ++i) {
+      int k = owner[i];
+      if (k < 0) continue;
+      double vx = before[k].found ? now[k].x - before[k].x : 0.0;
+      double vy = before[k].found ? now[k].y - before[k].y : 0.0;
+      int64_t dx = std::llround(vx * (h + 1)), dy = std::llround(vy * (h + 1));
+      int64_t x = i % W + dx, y = i / W + dy;
+      if (x < 0 || x >= W || y < 0 || y >= H) continue;
+      std::memcpy(frame + (y * W + x) * 3, lp + i * 3, 3);
     }
   }
   return out;

@@ -145,3 +145,63 @@ TEST(WorldTest, OccluderHidesObjects) {
 
 }  // namespace
 }  // namespace wfm::world
+
+namespace wfm::world {
+namespace {
+
+double MeanPositionError(const Clip& clip, const at::Tensor& pred, int64_t first_future) {
+  double sum = 0;
+  int n = 0;
+  for (int64_t h = 0; h < pred.size(0); ++h) {
+    auto dets = DetectObjects(pred[h], clip.ObjectColors());
+    for (size_t k = 0; k < clip.tracks.size(); ++k) {
+      const auto& p = clip.tracks[k].positions[first_future + h];
+      if (clip.tracks[k].visible_fraction[first_future + h] < 0.999 || !dets[k].found) continue;
+      sum += std::hypot(dets[k].x - p[0], dets[k].y - p[1]);
+      ++n;
+    }
+  }
+  return n ? sum / n : 0.0;
+}
+
+TEST(WorldBaselineTest, CopyLastRepeatsTheLastFrame) {
+  Clip clip = SimulateClip({}, 3);
+  at::Tensor ctx = clip.frames.slice(0, 0, 9);
+  at::Tensor pred = PredictCopyLast(ctx, 24);
+  ASSERT_EQ(pred.sizes(), (std::vector<int64_t>{24, 128, 128, 3}));
+  for (int64_t h = 0; h < 24; ++h) EXPECT_TRUE(at::equal(pred[h], clip.frames[8]));
+}
+
+TEST(WorldBaselineTest, ConstantVelocityTracksObjectsBetterThanCopyingAtShortHorizons) {
+  // In free flight (no occluder, no walls hit within 3 frames) constant velocity beats copy-last on position.
+  WorldOptions opt;
+  opt.occluder_probability = 0;
+  double cv_total = 0, copy_total = 0;
+  for (uint64_t seed = 0; seed < 12; ++seed) {
+    Clip clip = SimulateClip(opt, seed);
+    at::Tensor ctx = clip.frames.slice(0, 0, 9);
+    at::Tensor cv = PredictConstantVelocity(ctx, clip.ObjectColors(), 3);
+    at::Tensor copy = PredictCopyLast(ctx, 3);
+    ASSERT_EQ(cv.sizes(), copy.sizes());
+    cv_total += MeanPositionError(clip, cv, 9);
+    copy_total += MeanPositionError(clip, copy, 9);
+  }
+  EXPECT_LT(cv_total, copy_total);
+}
+
+TEST(WorldBaselineTest, ConstantVelocityWithOneContextFrameIsStatic) {
+  Clip clip = SimulateClip({}, 5);
+  at::Tensor pred = PredictConstantVelocity(clip.frames.slice(0, 0, 1), clip.ObjectColors(), 2);
+  // No velocity can be estimated: objects stay where they are.
+  auto d0 = DetectObjects(clip.frames[0], clip.ObjectColors());
+  auto d1 = DetectObjects(pred[1], clip.ObjectColors());
+  for (size_t k = 0; k < d0.size(); ++k) {
+    if (!d0[k].found) continue;
+    ASSERT_TRUE(d1[k].found);
+    EXPECT_NEAR(d1[k].x, d0[k].x, 1.0);
+    EXPECT_NEAR(d1[k].y, d0[k].y, 1.0);
+  }
+}
+
+}  // namespace
+}  // namespace wfm::world

@@ -94,4 +94,14 @@ struct Detection {
 std::vector<Detection> DetectObjects(const at::Tensor& frame_hw3_u8, const std::vector<Rgb>& colors,
                                      int64_t min_pixels = 4);
 
+// Baseline predictors for the world's future frames, given context frames uint8 [Tc, H, W, 3] (Tc >= 1):
+// - copy-last-frame: every future frame equals the last context frame;
+// - constant-velocity: each object (found by colour in the last two context frames) keeps moving with its last
+//   displacement per frame; its sprite is cut from the last frame and pasted over a background estimated as the
+//   per-pixel temporal median of the context (objects that move do not survive the median).
+// Both return uint8 [horizon, H, W, 3].
+at::Tensor PredictCopyLast(const at::Tensor& context_thwc_u8, int64_t horizon);
+at::Tensor PredictConstantVelocity(const at::Tensor& context_thwc_u8, const std::vector<Rgb>& colors,
+                                   int64_t horizon);
+
 }  // namespace wfm::world
