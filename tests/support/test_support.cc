@@ -19,10 +19,45 @@ std::string Env(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
   return v && *v ? std::string(v) : fallback;
 }
+
+// Fallbacks when ctest did not pass the environment (gtest_discover_tests keeps only the first ENVIRONMENT entry
+// of a list): the build tree is the parent of the test executable's bin/, the source tree is the one its
+// CMakeCache.txt names.
+std::string ExeBuildDir() {
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec || !exe.has_parent_path()) return std::string();
+  const fs::path build = exe.parent_path().parent_path();
+  return fs::exists(build / "CMakeCache.txt") ? build.string() : std::string();
+}
+std::string CachedSourceDir(const std::string& build) {
+  if (build.empty()) return std::string();
+  std::FILE* f = std::fopen((fs::path(build) / "CMakeCache.txt").c_str(), "r");
+  if (!f) return std::string();
+  std::string result;
+  std::array<char, 4096> line;
+  const std::string key = "CMAKE_HOME_DIRECTORY:INTERNAL=";
+  while (std::fgets(line.data(), line.size(), f)) {
+    std::string l(line.data());
+    if (l.rfind(key, 0) == 0) {
+      result = l.substr(key.size());
+      while (!result.empty() && (result.back() == '\n' || result.back() == '\r')) result.pop_back();
+      break;
+    }
+  }
+  std::fclose(f);
+  return result;
+}
 }  // namespace
 
-std::string SourceDir() { return Env("WFM_SOURCE_DIR", fs::current_path().string()); }
-std::string BinaryDir() { return Env("WFM_BINARY_DIR", (fs::path(SourceDir()) / "build").string()); }
+std::string SourceDir() {
+  const std::string cached = CachedSourceDir(ExeBuildDir());
+  return Env("WFM_SOURCE_DIR", cached.empty() ? fs::current_path().string() : cached);
+}
+std::string BinaryDir() {
+  const std::string exe_build = ExeBuildDir();
+  return Env("WFM_BINARY_DIR", exe_build.empty() ? (fs::path(SourceDir()) / "build").string() : exe_build);
+}
 std::string WfmTool() { return (fs::path(BinaryDir()) / "bin" / "wfm").string(); }
 
 std::string SharedDir() {
