@@ -51,24 +51,29 @@ void KvCache::Reset() {
   }
 }
 
-KvCache KvCache::Broadcast(int64_t src, int64_t batch) const {
-  TORCH_CHECK(src >= 0 && src < batch_, "KvCache::Broadcast: row ", src, " of ", batch_);
+KvCache KvCache::Gather(const std::vector<int64_t>& rows) const {
+  for (int64_t r : rows) TORCH_CHECK(r >= 0 && r < batch_, "KvCache::Gather: row ", r, " of ", batch_);
+  TORCH_CHECK(!rows.empty(), "KvCache::Gather: no rows");
   KvCache out;
-  out.batch_ = batch;
+  out.batch_ = static_cast<int64_t>(rows.size());
   out.capacity_ = capacity_;
   out.length_ = length_;
   out.layers.resize(layers.size());
+  if (layers.empty()) return out;
+  const at::Tensor index = at::tensor(rows, at::kLong).to(layers[0].k.device());
   for (size_t i = 0; i < layers.size(); ++i) {
     const Layer& l = layers[i];
     Layer& o = out.layers[i];
     const auto sizes = l.k.sizes();
-    o.k = at::zeros({batch, sizes[1], sizes[2], sizes[3]}, l.k.options());
+    o.k = at::zeros({out.batch_, sizes[1], sizes[2], sizes[3]}, l.k.options());
     o.v = at::zeros_like(o.k);
-    o.k.narrow(2, 0, length_).copy_(l.k.narrow(0, src, 1).narrow(2, 0, length_));
-    o.v.narrow(2, 0, length_).copy_(l.v.narrow(0, src, 1).narrow(2, 0, length_));
-    if (l.cross_k.defined()) {
-      o.cross_k = l.cross_k.narrow(0, src, 1).expand({batch, -1, -1, -1}).contiguous();
-      o.cross_v = l.cross_v.narrow(0, src, 1).expand({batch, -1, -1, -1}).contiguous();
+    if (length_ > 0) {
+      o.k.narrow(2, 0, length_).copy_(l.k.narrow(2, 0, length_).index_select(0, index));
+      o.v.narrow(2, 0, length_).copy_(l.v.narrow(2, 0, length_).index_select(0, index));
+    }
+    if (l.cross_k.defined()) {  // a context of batch 1 is shared by every row
+      o.cross_k = l.cross_k.size(0) == 1 ? l.cross_k : l.cross_k.index_select(0, index);
+      o.cross_v = l.cross_v.size(0) == 1 ? l.cross_v : l.cross_v.index_select(0, index);
     }
   }
   return out;

@@ -63,9 +63,9 @@ class KvCache {
   void set_length(int64_t n);
   // Forgets the cached positions and text K/V (memory stays allocated).
   void Reset();
-  // Copies row `src` of this cache (positions [0, length)) into every row of a cache with `batch` rows: prefill
-  // a prompt once, then decode B different futures ("multiverse").
-  KvCache Broadcast(int64_t src, int64_t batch) const;
+  // A new cache whose row i is row rows[i] of this one (positions [0, length) and the text K/V): prefill a prompt
+  // once, then decode B different futures from it ("multiverse") with rows = {0, 0, ..., 0}.
+  KvCache Gather(const std::vector<int64_t>& rows) const;
   // Bytes held by the self-attention K/V.
   int64_t bytes() const;
 
