@@ -131,7 +131,7 @@ TokenizerConfig BaseConfig(absl::string_view kind) {
   return c;
 }
 
-int64_t TokenizerConfig::latent_dim() const { return is_discrete() ? embedding_dim : latent_channels * z_factor; }
+int64_t TokenizerConfig::latent_dim() const { return is_discrete() ? embedding_dim : latent_channels; }
 
 int64_t TokenizerConfig::codebook_size() const {
   int64_t n = 1;

@@ -23,7 +23,7 @@ FSQuantizerImpl::FSQuantizerImpl(std::vector<int64_t> levels) : levels_vec_(std:
 
 at::Tensor FSQuantizerImpl::Bound(const at::Tensor& z) const {
   // half_l = (levels - 1) * (1 + eps) / 2; offset = 0.5 for even levels; shift = atanh(offset / half_l)
-  const at::Tensor levels = levels_.to(z.device());
+  const at::Tensor levels = levels_.to(z.device(), at::kInt);
   at::Tensor half_l = (levels - 1).mul(1.0 + 1e-3).div(2);
   at::Tensor offset = at::where(levels.remainder(2).eq(0), at::scalar_tensor(0.5, half_l.options()),
                                 at::scalar_tensor(0.0, half_l.options()));
@@ -40,21 +40,21 @@ FSQuantizerImpl::Output FSQuantizerImpl::forward(const at::Tensor& z_in) {
   at::Tensor quantized = c10::GradMode::is_enabled() && bounded.requires_grad()
                              ? bounded + (rounded - bounded).detach()
                              : rounded;
-  const at::Tensor half_width = levels_.to(z.device()).div(2, "floor");
+  const at::Tensor half_width = levels_.to(z.device(), at::kInt).div(2, "floor");
   at::Tensor codes = quantized / half_width;  // [B, ..., D]
-  at::Tensor idx = ((codes * half_width) + half_width).to(at::kFloat).mul(basis_.to(z.device()))
+  at::Tensor idx = ((codes * half_width) + half_width).to(at::kFloat).mul(basis_.to(z.device(), at::kInt))
                        .sum(-1).to(at::kInt).to(at::kLong);
   return {idx.detach(), codes.movedim(-1, 1).contiguous()};
 }
 
 at::Tensor FSQuantizerImpl::CodesToIndices(const at::Tensor& codes) const {
   at::Tensor c = codes.to(at::kFloat).movedim(1, -1);
-  const at::Tensor half_width = levels_.to(c.device()).div(2, "floor");
-  return ((c * half_width) + half_width).mul(basis_.to(c.device())).sum(-1).to(at::kInt).to(at::kLong);
+  const at::Tensor half_width = levels_.to(c.device(), at::kInt).div(2, "floor");
+  return ((c * half_width) + half_width).mul(basis_.to(c.device(), at::kInt)).sum(-1).to(at::kInt).to(at::kLong);
 }
 
 at::Tensor FSQuantizerImpl::IndicesToCodes(const at::Tensor& indices) const {
-  const at::Tensor levels = levels_.to(indices.device()), basis = basis_.to(indices.device());
+  const at::Tensor levels = levels_.to(indices.device(), at::kInt), basis = basis_.to(indices.device(), at::kInt);
   at::Tensor idx = indices.to(at::kLong).unsqueeze(-1);  // [B, ..., 1]
   at::Tensor non_centered = idx.div(basis, "floor").remainder(levels);
   const at::Tensor half_width = levels.div(2, "floor");

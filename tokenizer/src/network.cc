@@ -39,10 +39,17 @@ at::Tensor TokenizerNetworkImpl::PostQuantConv(const at::Tensor& z) {
   return config_.is_video() ? post_quant_conv3d(z) : post_quant_conv2d(z);
 }
 
-TokenizerNetworkImpl::Encoded TokenizerNetworkImpl::Encode(const at::Tensor& x, CausalCache* cache) {
+at::Tensor TokenizerNetworkImpl::EncodeMoments(const at::Tensor& x, CausalCache* cache) {
   TORCH_CHECK(x.dim() == (config_.is_video() ? 5 : 4), "tokenizer ", config_.name, " expects a ",
               config_.is_video() ? "[B, C, T, H, W]" : "[B, C, H, W]", " input, got ", x.sizes());
-  at::Tensor moments = QuantConv(encoder->forward(x, cache));
+  return QuantConv(encoder->forward(x, cache));
+}
+
+TokenizerNetworkImpl::Encoded TokenizerNetworkImpl::Encode(const at::Tensor& x, CausalCache* cache) {
+  return Quantize(EncodeMoments(x, cache));
+}
+
+TokenizerNetworkImpl::Encoded TokenizerNetworkImpl::Quantize(const at::Tensor& moments) {
   Encoded out;
   if (config_.is_discrete()) {
     FSQuantizerImpl::Output q = quantizer->forward(moments);

@@ -13,7 +13,7 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
+#include <deque>
 
 #include <ATen/core/Tensor.h>
 
@@ -25,7 +25,8 @@ class CausalCache {
 
   // Called by the top-level network at the start of each chunk.
   void BeginChunk() { cursor_ = 0; }
-  // The next slot; undefined on the first chunk. Ops store what the next chunk needs into it.
+  // The next slot; undefined on the first chunk. Ops store what the next chunk needs into it. The reference
+  // stays valid while later slots are taken.
   at::Tensor& NextSlot();
   // True until the first chunk has run.
   bool empty() const { return slots_.empty(); }
@@ -37,7 +38,7 @@ class CausalCache {
   size_t num_slots() const { return slots_.size(); }
 
  private:
-  std::vector<at::Tensor> slots_;
+  std::deque<at::Tensor> slots_;  // deque: references to slots stay valid as slots are added
   size_t cursor_ = 0;
   int64_t attention_window_ = 0;
 };

@@ -53,7 +53,7 @@ struct TokenizerConfig {
 
   bool is_video() const { return name == "CV" || name == "DV"; }
   bool is_discrete() const { return name == "DV" || name == "DI"; }
-  // Channels of the encoder output after quant_conv: latent_channels*z_factor (CV/CI) or embedding_dim (DV/DI).
+  // Channels of the latent the decoder takes: latent_channels (CV/CI) or embedding_dim (DV/DI, the FSQ codes).
   int64_t latent_dim() const;
   // Product of the FSQ levels (64000 for the published ones).
   int64_t codebook_size() const;

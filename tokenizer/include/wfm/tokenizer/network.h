@@ -41,6 +41,10 @@ class TokenizerNetworkImpl : public torch::nn::Module {
   };
   // x: video [B, C, T, H, W] (CV/DV) or image [B, C, H, W] (CI/DI). `cache`: streaming state (video only).
   Encoded Encode(const at::Tensor& x, CausalCache* cache = nullptr);
+  // The two halves of Encode: encoder + quant_conv (continuous "moments", pre-quantisation values), and the
+  // distribution / quantiser applied to them. Tiled encoding blends moments before quantising.
+  at::Tensor EncodeMoments(const at::Tensor& x, CausalCache* cache = nullptr);
+  Encoded Quantize(const at::Tensor& moments);
   // latent (CV/CI) or codes (DV/DI) -> reconstruction.
   at::Tensor Decode(const at::Tensor& latent, CausalCache* cache = nullptr);
   // DV/DI: int64 indices -> reconstruction.
