@@ -2,9 +2,12 @@
 // fallback, pts = frame index in a 1/fps time base rescaled to the muxer's, encoder flushed before the trailer,
 // temp file + rename), PNG frames through FFmpeg's png encoder, and image reading through the decoder.
 // Follows FFmpeg doc/examples encode_video.c / mux.c.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -124,11 +127,20 @@ class WriterImpl : public VideoWriter {
     }
 
     WFM_RETURN_IF_ERROR(MakeDirs(ParentDir(path)));
-    std::string tmpl = absl::StrCat(ParentDir(path), "/.", path.substr(path.find_last_of('/') + 1), ".XXXXXX");
-    int fd = mkstemp(tmpl.data());
-    if (fd < 0) return absl::PermissionDeniedError(absl::StrCat(path, ": cannot create a temp file beside it"));
-    ::close(fd);
-    temp_path_ = tmpl;
+    // The temp file sits beside the target (same filesystem: rename is atomic); mode 0666 & ~umask.
+    static std::atomic<uint64_t> counter{0};
+    for (int attempt = 0; attempt < 100 && temp_path_.empty(); ++attempt) {
+      std::string candidate = absl::StrCat(path, ".tmp.", getpid(), ".", counter++);
+      int fd = ::open(candidate.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+      if (fd >= 0) {
+        ::close(fd);
+        temp_path_ = candidate;
+      } else if (errno != EEXIST) {
+        return absl::PermissionDeniedError(
+            absl::StrCat(path, ": cannot create a temp file beside it: ", std::strerror(errno)));
+      }
+    }
+    if (temp_path_.empty()) return absl::InternalError(absl::StrCat(path, ": cannot create a temp file"));
 
     AVFormatContext* oc = nullptr;
     if (int err = avformat_alloc_output_context2(&oc, ofmt, nullptr, temp_path_.c_str()); err < 0) {

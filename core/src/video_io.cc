@@ -13,6 +13,8 @@
 
 #include <ATen/ATen.h>
 
+#include <nlohmann/json.hpp>
+
 #include "absl/strings/str_cat.h"
 #include "video_io_internal.h"
 #include "wfm/core/logging.h"
@@ -32,7 +34,9 @@ namespace video_internal {
 
 void InitFfmpeg() {
   static std::once_flag once;
-  std::call_once(once, [] { av_log_set_level(GetLogLevel() == LogLevel::kDebug ? AV_LOG_VERBOSE : AV_LOG_ERROR); });
+  // FFmpeg's own messages (concealment reports on damaged streams, ...) stay off stderr: everything that matters
+  // comes back as a Status. WFM_LOG_LEVEL=debug shows them.
+  std::call_once(once, [] { av_log_set_level(GetLogLevel() == LogLevel::kDebug ? AV_LOG_INFO : AV_LOG_FATAL); });
 }
 
 namespace {
@@ -382,6 +386,25 @@ absl::StatusOr<VideoInfo> ProbeVideo(const std::string& path, bool exact) {
   info.num_frames = dec.frames_decoded();
   info.num_frames_exact = true;
   return info;
+}
+
+std::string VideoInfoToJson(const VideoInfo& info, int indent) {
+  nlohmann::ordered_json j;
+  j["path"] = info.path;
+  j["container"] = info.container;
+  j["codec"] = info.codec;
+  j["width"] = info.width;
+  j["height"] = info.height;
+  j["fps"] = absl::StrCat(info.fps.num, "/", info.fps.den);
+  j["fps_value"] = info.fps.value();
+  j["time_base"] = absl::StrCat(info.time_base.num, "/", info.time_base.den);
+  j["num_frames"] = info.num_frames;
+  j["num_frames_exact"] = info.num_frames_exact;
+  j["duration_s"] = info.duration_s;
+  j["rotation"] = info.rotation;
+  j["bit_rate"] = info.bit_rate;
+  j["pix_fmt"] = info.pix_fmt;
+  return j.dump(indent);
 }
 
 // ---- VideoReader ----

@@ -13,7 +13,7 @@
 
 namespace wfm::video_internal {
 
-// Quiets FFmpeg's own stderr logging (errors only; everything when WFM_LOG_LEVEL=debug). Idempotent.
+// Quiets FFmpeg's own stderr logging (fatal only; info when WFM_LOG_LEVEL=debug). Idempotent.
 void InitFfmpeg();
 
 // The swscale flags wfm uses everywhere: bicubic (antialiased when shrinking: swscale widens the kernel by the

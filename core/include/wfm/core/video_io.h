@@ -46,6 +46,11 @@ struct VideoInfo {
   std::string pix_fmt;
 };
 
+// The probe as one JSON object (fps and time_base as "num/den" strings plus fps_value):
+// {"path":..,"container":..,"codec":..,"width":..,"height":..,"fps":"30000/1001","fps_value":29.97,...}.
+// indent < 0: one line.
+std::string VideoInfoToJson(const VideoInfo& info, int indent = -1);
+
 // Probes a file. With `exact`, the frame count is obtained by demuxing (and decoding when packets do not map
 // one-to-one to frames) the whole stream, which equals `ffprobe -count_frames`.
 absl::StatusOr<VideoInfo> ProbeVideo(const std::string& path, bool exact = false);
