@@ -98,16 +98,17 @@ int RunTranscode(int argc, char** argv) {
   }
   if (crf < 0 || crf > 63) return p.UsageError("--crf must be in [0, 63]");
   if (start < 0) return p.UsageError("--start must be >= 0");
-  absl::StatusOr<VideoInfo> info = ProbeVideo(in);
-  if (!info.ok()) return ReportError(info.status());
   EncodeOptions e;
   e.codec = codec;
   e.crf = crf;
   e.preset = preset;
-  Rational rate = info->fps;
-  if (!fps_text.empty()) {
-    if (!ParseRate(fps_text, &rate)) return p.UsageError(absl::StrCat("--fps expects a rate, got '", fps_text, "'"));
+  Rational rate;
+  if (!fps_text.empty() && !ParseRate(fps_text, &rate)) {
+    return p.UsageError(absl::StrCat("--fps expects a positive rate, got '", fps_text, "'"));
   }
+  absl::StatusOr<VideoInfo> info = ProbeVideo(in);
+  if (!info.ok()) return ReportError(info.status());
+  if (fps_text.empty()) rate = info->fps;
   if (rate.num > 0 && rate.den > 0) {
     d.fps = rate.value();
     e.fps_rational = rate;
