@@ -4,7 +4,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include <filesystem>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -18,12 +17,7 @@ namespace {
 
 std::string Quote(const std::string& s) { return "'" + s + "'"; }
 
-// build/bin/wfm, found beside this test executable (also when ctest does not pass WFM_BINARY_DIR).
-std::string Wfm() {
-  std::error_code ec;
-  const std::filesystem::path beside = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path() / "wfm";
-  return Quote(!ec && std::filesystem::exists(beside) ? beside.string() : testing::WfmTool());
-}
+std::string Wfm() { return Quote(testing::WfmTool()); }
 
 TEST(WfmInfoTest, OneJsonObjectPerFileAndPerFileFailures) {
   const std::string tree = testing::SharedPath("media/tree.avi"), city = testing::SharedPath("media/cityCC0.mpg");
