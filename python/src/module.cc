@@ -1,0 +1,154 @@
+// The `wfm._wfm` extension: creates one submodule per registered binding group (wfm.core, wfm.tokenizer, ...),
+// installs the absl::Status -> Python exception translation, and implements the helpers of wfm_py.h.
+#include <torch/csrc/Dtype.h>
+#include <torch/csrc/DynamicTypes.h>
+
+#include <algorithm>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "wfm_py.h"
+
+namespace py = pybind11;
+
+namespace wfm::py {
+
+std::vector<Registration>& Registry() {
+  static std::vector<Registration> registry;
+  return registry;
+}
+
+Registrar::Registrar(const char* submodule, int order, const char* doc, BindFn fn) {
+  Registry().push_back({submodule, order, doc ? doc : "", fn});
+}
+
+pybind11::object DtypeObject(c10::ScalarType type) {
+  return pybind11::reinterpret_borrow<pybind11::object>(reinterpret_cast<PyObject*>(torch::getTHPDtype(type)));
+}
+
+c10::ScalarType DtypeFromObject(pybind11::handle obj) {
+  if (!THPDtype_Check(obj.ptr())) throw pybind11::type_error("expected a torch.dtype");
+  return reinterpret_cast<THPDtype*>(obj.ptr())->scalar_type;
+}
+
+PyCallback::PyCallback(pybind11::object fn) {
+  if (fn.is_none()) return;
+  if (!PyCallable_Check(fn.ptr())) throw pybind11::type_error("callback must be callable");
+  // The state holds Python objects: destroy it with the GIL, whichever thread drops the last reference.
+  state_ = std::shared_ptr<State>(new State{std::move(fn), nullptr}, [](State* s) {
+    if (!Py_IsInitialized()) return;  // interpreter gone: leak rather than crash
+    pybind11::gil_scoped_acquire gil;
+    delete s;
+  });
+}
+
+void PyCallback::RethrowIfFailed() const {
+  if (state_ && state_->error) {
+    std::unique_ptr<pybind11::error_already_set> e = std::move(state_->error);
+    e->restore();
+    throw pybind11::error_already_set();
+  }
+}
+
+std::function<void(int64_t, int64_t)> PyCallback::AsProgressObserver() const {
+  PyCallback self = *this;
+  return [self](int64_t done, int64_t total) { self.Call(done, total); };
+}
+
+namespace {
+
+// Raises the Python exception for a status (GIL held).
+void RaiseStatus(const absl::Status& s) {
+  PyObject* type = PyExc_RuntimeError;
+  switch (s.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kOutOfRange:
+      type = PyExc_ValueError;
+      break;
+    case absl::StatusCode::kNotFound:
+      type = PyExc_FileNotFoundError;
+      break;
+    case absl::StatusCode::kPermissionDenied:
+      type = PyExc_PermissionError;
+      break;
+    case absl::StatusCode::kDataLoss:
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kAlreadyExists:
+      type = PyExc_OSError;
+      break;
+    case absl::StatusCode::kUnimplemented:
+      type = PyExc_NotImplementedError;
+      break;
+    default:
+      break;
+  }
+  const std::string message(s.message());
+  PyObject* text = PyUnicode_DecodeUTF8(message.data(), static_cast<Py_ssize_t>(message.size()), "replace");
+  if (!text) return;
+  PyObject* exc = PyObject_CallOneArg(type, text);
+  Py_DECREF(text);
+  if (!exc) return;  // the constructor failed: its error is set
+  const std::string code = absl::StatusCodeToString(s.code());
+  PyObject* code_obj = PyUnicode_FromStringAndSize(code.data(), static_cast<Py_ssize_t>(code.size()));
+  if (code_obj) {
+    PyObject_SetAttrString(exc, "status_code", code_obj);
+    Py_DECREF(code_obj);
+  }
+  PyErr_SetObject(type, exc);
+  Py_DECREF(exc);
+}
+
+}  // namespace
+}  // namespace wfm::py
+
+bool pybind11::detail::type_caster<wfm::py::Path>::load(handle src, bool) {
+  PyObject* fs = PyOS_FSPath(src.ptr());
+  if (!fs) {
+    PyErr_Clear();
+    return false;
+  }
+  object o = reinterpret_steal<object>(fs);
+  if (PyUnicode_Check(fs)) {
+    Py_ssize_t size = 0;
+    const char* data = PyUnicode_AsUTF8AndSize(fs, &size);
+    if (!data) {
+      PyErr_Clear();
+      return false;
+    }
+    value.value.assign(data, static_cast<size_t>(size));
+    return true;
+  }
+  if (PyBytes_Check(fs)) {
+    value.value.assign(PyBytes_AS_STRING(fs), static_cast<size_t>(PyBytes_GET_SIZE(fs)));
+    return true;
+  }
+  return false;
+}
+
+PYBIND11_MODULE(_wfm, m) {
+  m.doc() = "Native core of the `wfm` package (import `wfm`, not this module).";
+  m.attr("__version__") = "0.1.0";
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const wfm::py::StatusError& e) {
+      wfm::py::RaiseStatus(e.status());
+    }
+  });
+  // Submodules in registration order; within one, bindings by `order`.
+  auto regs = wfm::py::Registry();
+  std::stable_sort(regs.begin(), regs.end(), [](const auto& a, const auto& b) { return a.order < b.order; });
+  std::map<std::string, py::module_> subs;
+  py::list names;
+  for (const auto& r : regs) {
+    auto it = subs.find(r.submodule);
+    if (it == subs.end()) {
+      it = subs.emplace(r.submodule, m.def_submodule(r.submodule.c_str(), r.doc.c_str())).first;
+      names.append(r.submodule);
+    } else if (!r.doc.empty() && py::str(it->second.doc()).cast<std::string>().empty()) {
+      it->second.doc() = r.doc;
+    }
+    r.fn(it->second);
+  }
+  m.attr("SUBMODULES") = py::tuple(names);
+}

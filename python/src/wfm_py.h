@@ -1,0 +1,154 @@
+// Shared plumbing of the `wfm` Python extension (python/src/*.cc): how a C++ module adds its bindings, how
+// absl::Status becomes a Python exception, path arguments, dtypes, and GIL-safe Python callbacks.
+//
+// Adding bindings for a module (no edit of any other file):
+//
+//   // python/src/bind_tokenizer.cc
+//   #include "wfm_py.h"
+//   namespace wfm::py {
+//   namespace {
+//   void Bind(pybind11::module_& m) {          // m is the submodule `wfm.tokenizer`
+//     m.def("encode", [](const at::Tensor& x) { return Unwrap(...); },
+//           pybind11::call_guard<pybind11::gil_scoped_release>(), "docstring");
+//   }
+//   }  // namespace
+//   WFM_PY_BINDINGS(tokenizer, 100, "Cosmos-compatible video tokenizer.", Bind);
+//   }  // namespace wfm::py
+//
+// Then add python/wfm/tokenizer.pyi (type stubs; python/tests/test_stubs.py checks they match) and tests in
+// python/tests/test_tokenizer.py. Several files may add to the same submodule; they run in `order`.
+#pragma once
+
+// torch's pybind header first: it provides the at::Tensor / at::Device casters (zero-copy THPVariable wrapping).
+#include <torch/csrc/utils/pybind.h>
+
+#include <pybind11/functional.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <c10/core/ScalarType.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace wfm::py {
+
+// ---- registration ----
+using BindFn = void (*)(pybind11::module_& m);
+struct Registrar {
+  Registrar(const char* submodule, int order, const char* doc, BindFn fn);
+};
+struct Registration {
+  std::string submodule;
+  int order;
+  std::string doc;
+  BindFn fn;
+};
+std::vector<Registration>& Registry();
+
+// ---- errors ----
+// Thrown by Check/Unwrap; translated (with the GIL held) into ValueError (InvalidArgument, OutOfRange),
+// FileNotFoundError (NotFound), PermissionError (PermissionDenied), OSError (DataLoss, Unavailable, Aborted
+// on IO), NotImplementedError (Unimplemented), RuntimeError otherwise — with the status message as the
+// exception message and the canonical code name in `.status_code`.
+class StatusError : public std::exception {
+ public:
+  explicit StatusError(absl::Status status) : status_(std::move(status)), what_(status_.ToString()) {}
+  const absl::Status& status() const { return status_; }
+  const char* what() const noexcept override { return what_.c_str(); }
+
+ private:
+  absl::Status status_;
+  std::string what_;
+};
+
+inline void Check(const absl::Status& status) {
+  if (!status.ok()) throw StatusError(status);
+}
+template <typename T>
+T Unwrap(absl::StatusOr<T> value) {
+  if (!value.ok()) throw StatusError(value.status());
+  return std::move(value).value();
+}
+
+// ---- arguments ----
+// A filesystem path argument: str, bytes or os.PathLike.
+struct Path {
+  std::string value;
+};
+
+// torch.dtype <-> ScalarType.
+pybind11::object DtypeObject(c10::ScalarType type);
+c10::ScalarType DtypeFromObject(pybind11::handle obj);
+
+// ---- callbacks ----
+// Holds a Python callable for use from C++ code that runs without the GIL (possibly on other threads). Call()
+// takes the GIL; if the callable raises, the exception is kept, Call() returns false and later calls are
+// skipped; RethrowIfFailed() (GIL held) re-raises it after the C++ call returns. Safe to copy and to destroy
+// without the GIL.
+class PyCallback {
+ public:
+  PyCallback() = default;
+  explicit PyCallback(pybind11::object fn);
+  explicit operator bool() const { return state_ && state_->fn; }
+
+  // Calls fn(args...) with the GIL; the result is dropped (under the GIL).
+  template <typename... Args>
+  bool Call(Args&&... args) const {
+    return Invoke([](pybind11::object&&) {}, std::forward<Args>(args)...);
+  }
+  // Calls fn(args...) and converts its result with `on_result(pybind11::object&&)` while the GIL is held.
+  template <typename OnResult, typename... Args>
+  bool Invoke(OnResult&& on_result, Args&&... args) const {
+    if (!state_ || !state_->fn) return true;
+    pybind11::gil_scoped_acquire gil;
+    if (state_->error) return false;
+    try {
+      on_result(state_->fn(std::forward<Args>(args)...));
+      return true;
+    } catch (pybind11::error_already_set& e) {
+      state_->error = std::make_unique<pybind11::error_already_set>(std::move(e));
+      return false;
+    } catch (pybind11::cast_error& e) {
+      PyErr_SetString(PyExc_TypeError, e.what());
+      state_->error = std::make_unique<pybind11::error_already_set>();
+      return false;
+    }
+  }
+  // GIL must be held.
+  void RethrowIfFailed() const;
+
+  // A std::function<void(int64_t, int64_t)> for wfm::Progress::SetCallback and similar observers.
+  std::function<void(int64_t, int64_t)> AsProgressObserver() const;
+
+ private:
+  struct State {
+    pybind11::object fn;
+    std::unique_ptr<pybind11::error_already_set> error;
+  };
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace wfm::py
+
+namespace pybind11::detail {
+template <>
+struct type_caster<wfm::py::Path> {
+  PYBIND11_TYPE_CASTER(wfm::py::Path, const_name("os.PathLike | str"));
+  bool load(handle src, bool /*convert*/);
+  static handle cast(const wfm::py::Path& p, return_value_policy, handle) { return pybind11::str(p.value).release(); }
+};
+}  // namespace pybind11::detail
+
+#define WFM_PY_CONCAT_INNER_(a, b) a##b
+#define WFM_PY_CONCAT_(a, b) WFM_PY_CONCAT_INNER_(a, b)
+// WFM_PY_BINDINGS(submodule, order, doc, fn): calls fn(wfm.<submodule>) when the extension loads.
+#define WFM_PY_BINDINGS(submodule, order, doc, fn) \
+  static ::wfm::py::Registrar WFM_PY_CONCAT_(wfm_py_registrar_, __LINE__)(#submodule, order, doc, fn)
