@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "wfm/core/safetensors.h"
 #include "wfm/core/status.h"
+#include "wfm/diffusion/denoiser.h"
 
 namespace wfm::diffusion {
 
@@ -146,65 +147,54 @@ at::Tensor ExpandBatch(const at::Tensor& t, int64_t b) {
 }
 }  // namespace
 
-// extend_model.py ExtendDiffusionModel.denoise + get_x0_fn_from_batch_with_condition_latent.
+// extend_model.py get_x0_fn_from_batch_with_condition_latent: the conditional and unconditional evaluations
+// (as one batch of 2B), each with the condition region replaced, combined by guidance.
 at::Tensor DiffusionWorldModel::Denoise(const at::Tensor& x, double sigma, const TextConditioning& text,
                                         const VideoConditioning& video, const GenerateOptions& o,
                                         const at::Tensor& augment_noise) {
   const DiTConfig& cfg = net_->config();
   const int64_t B = x.size(0), T = x.size(2), H = x.size(3), W = x.size(4);
-  const Preconditioning c = parametrization_->At(sigma);
-  at::Tensor state = x;  // what the network sees before c_in
-  at::Tensor indicator, gt, mask;
-  bool replace = false;
-  if (cfg.video_conditioned()) {
-    mask = at::zeros({B, 1, T, H, W}, x.options());
-    if (!video.empty()) {
-      const int64_t n = video.num_frames;
-      mask.narrow(2, 0, n).fill_(1.0);
-      gt = at::zeros_like(x);
-      gt.narrow(2, 0, n).copy_(ExpandBatch(video.latent.narrow(2, 0, n).to(x.options()), B));
-      indicator = at::zeros({1, 1, T, 1, 1}, x.options());
-      indicator.narrow(2, 0, n).fill_(1.0);
-      replace = !(o.denoise_condition_below_augment_sigma && o.condition_augment_sigma >= sigma);
-      if (replace) {
-        // augment_conditional_latent_frames: (gt + noise * s_aug) * c_in(s_aug) / c_in(sigma)
-        const double ratio = parametrization_->At(o.condition_augment_sigma).c_in / c.c_in;
-        const at::Tensor aug = (gt + augment_noise * o.condition_augment_sigma) * ratio;
-        state = indicator * aug + (1 - indicator) * x;
-      }
+  DenoiserInputs in;
+  in.x = x;
+  in.sigma = at::full({B}, sigma, x.options());
+  in.fps = o.fps;
+  if (cfg.video_conditioned() && !video.empty()) {
+    const int64_t n = video.num_frames;
+    in.mask = at::zeros({B, 1, T, H, W}, x.options());
+    in.mask.narrow(2, 0, n).fill_(1.0);
+    // The reference's inference trick: once sigma <= s_aug the condition region is denoised with the rest (the
+    // mask channel still marks it).
+    if (!(o.denoise_condition_below_augment_sigma && o.condition_augment_sigma >= sigma)) {
+      in.indicator = at::zeros({B, 1, T, 1, 1}, x.options());
+      in.indicator.narrow(2, 0, n).fill_(1.0);
+      in.gt = at::zeros_like(x);
+      in.gt.narrow(2, 0, n).copy_(ExpandBatch(video.latent.narrow(2, 0, n).to(x.options()), B));
+      in.augment_sigma = at::full({B}, o.condition_augment_sigma, x.options());
+      in.augment_noise = augment_noise;
     }
   }
-  const bool guided = o.guidance != 0.0;
-  const int64_t nb = guided ? 2 * B : B;
-  auto twice = [&](const at::Tensor& t) { return guided ? at::cat({t, t}) : t; };
-
-  DiTInputs in;
-  in.x = twice(state * c.c_in);
-  in.timesteps = at::full({nb}, c.c_noise, x.options());
   const at::Tensor cond_emb = ExpandBatch(text.crossattn_emb, B).to(x.device());
-  if (guided) {
-    const at::Tensor neg = text.negative_crossattn_emb.defined()
-                               ? ExpandBatch(text.negative_crossattn_emb, B).to(x.device())
-                               : at::zeros_like(cond_emb);
-    // Pad the shorter token sequence with zeros so both halves share one batch.
-    const int64_t n = std::max(cond_emb.size(1), neg.size(1));
-    auto pad = [n](const at::Tensor& e) {
-      return e.size(1) == n ? e : at::constant_pad_nd(e, {0, 0, 0, n - e.size(1)});
-    };
-    in.crossattn_emb = at::cat({pad(cond_emb), pad(neg.to(cond_emb.scalar_type()))});
-  } else {
+  if (o.guidance == 0.0) {
     in.crossattn_emb = cond_emb;
+    return PreconditionedDenoise(*net_, *parametrization_, in);
   }
-  if (mask.defined()) in.condition_video_input_mask = twice(mask);
-  if (cfg.video_conditioned() && cfg.add_augment_sigma_embedding) {
-    const double aug_noise = video.empty() ? 0.0 : parametrization_->At(o.condition_augment_sigma).c_noise;
-    in.condition_video_augment_sigma = at::full({nb}, aug_noise, x.options());
-  }
-  in.fps = o.fps;
-  const at::Tensor f = net_->Forward(in).to(x.scalar_type());
-  at::Tensor x0 = c.c_skip * twice(state) + c.c_out * f;
-  if (replace) x0 = twice(indicator) * twice(gt) + (1 - twice(indicator)) * x0;
-  if (!guided) return x0;
+  // Unconditional branch: the negative prompt, or the dropped (zero) text embedding.
+  at::Tensor neg = text.negative_crossattn_emb.defined() ? ExpandBatch(text.negative_crossattn_emb, B).to(x.device())
+                                                         : at::zeros_like(cond_emb);
+  const int64_t n_tok = std::max(cond_emb.size(1), neg.size(1));
+  auto pad = [n_tok](const at::Tensor& e) {
+    return e.size(1) == n_tok ? e : at::constant_pad_nd(e, {0, 0, 0, n_tok - e.size(1)});
+  };
+  auto twice = [](const at::Tensor& t) { return t.defined() ? at::cat({t, t}) : t; };
+  in.crossattn_emb = at::cat({pad(cond_emb), pad(neg.to(cond_emb.scalar_type()))});
+  in.x = twice(in.x);
+  in.sigma = twice(in.sigma);
+  in.indicator = twice(in.indicator);
+  in.mask = twice(in.mask);
+  in.gt = twice(in.gt);
+  in.augment_sigma = twice(in.augment_sigma);
+  in.augment_noise = twice(in.augment_noise);
+  const at::Tensor x0 = PreconditionedDenoise(*net_, *parametrization_, in);
   return ApplyGuidance(x0.narrow(0, 0, B), x0.narrow(0, B, B), o.guidance);
 }
 
