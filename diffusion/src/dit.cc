@@ -16,11 +16,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "wfm/core/checkpoint.h"
 #include "wfm/core/file_util.h"
+#include "wfm/core/logging.h"
 #include "wfm/core/nn/attention.h"
 #include "wfm/core/nn/embedding.h"
 #include "wfm/core/nn/rope.h"
-#include "wfm/core/safetensors.h"
 #include "wfm/core/status.h"
 
 namespace wfm::diffusion {
@@ -520,96 +521,28 @@ at::Tensor GeneralDiTImpl::Forward(const DiTInputs& in) {
 // ---------------------------------------------------------------------------------------------------------------
 // Weights
 
-TensorMap DiTStateDict(GeneralDiTImpl& net) {
-  TensorMap m;
-  for (const auto& p : net.named_parameters()) m[p.key()] = p.value();
-  for (const auto& b : net.named_buffers()) m[b.key()] = b.value();
-  return m;
+NameRules DiTNameRules(bool use_ema) {
+  NameRules rules = use_ema ? EmaNameRules() : DefaultNameRules();
+  // DiffusionModel.model.state_dict() (published model.pt) holds, beside "net.*", the noise-level uncertainty
+  // head and the conditioner; neither is part of the network.
+  rules.insert(rules.begin(), NameRule::Drop("^(logvar|conditioner)\\."));
+  return rules;
 }
 
-namespace {
-// The one place that knows the checkpoint spellings of the DiT's tensors:
-//   DiffusionModel.model.state_dict() (published model.pt): "net." prefix, plus "logvar.*" and conditioner
-//   entries that are not part of the network; Transformer Engine "_extra_state" entries; EMA copies under
-//   "net_ema." (or an "ema." prefix in training checkpoints).
-TensorMap MapCheckpointNames(const TensorMap& in, bool use_ema) {
-  const std::vector<std::string> net_prefixes =
-      use_ema ? std::vector<std::string>{"net_ema.", "ema.net.", "ema."}
-              : std::vector<std::string>{"net.", "model.net.", "network.", "model."};
-  bool has_prefix = false;
-  for (const auto& [k, v] : in)
-    for (const auto& p : net_prefixes)
-      if (absl::StartsWith(k, p)) has_prefix = true;
-  TensorMap out;
-  for (const auto& [k, v] : in) {
-    if (absl::EndsWith(k, "._extra_state") || absl::EndsWith(k, "_extra_state")) continue;
-    std::string name = k;
-    if (has_prefix) {
-      bool matched = false;
-      for (const auto& p : net_prefixes) {
-        if (absl::StartsWith(name, p)) {
-          name = name.substr(p.size());
-          matched = true;
-          break;
-        }
-      }
-      if (!matched) continue;  // logvar.*, conditioner.*, the other (EMA / non-EMA) copy
-    }
-    out[name] = v;
-  }
-  return out;
-}
-}  // namespace
-
-absl::Status LoadDiTWeights(GeneralDiTImpl& net, const TensorMap& tensors_in, const std::string& source) {
-  const TensorMap tensors = MapCheckpointNames(tensors_in, /*use_ema=*/false);
-  TensorMap own = DiTStateDict(net);
-  std::vector<std::string> missing, unexpected, mismatched;
-  for (const auto& [k, v] : own) {
-    auto it = tensors.find(k);
-    if (it == tensors.end()) {
-      missing.push_back(k);
-    } else if (it->second.sizes() != v.sizes()) {
-      mismatched.push_back(absl::StrCat(k, " (checkpoint ", c10::str(it->second.sizes()), ", network ",
-                                        c10::str(v.sizes()), ")"));
-    }
-  }
-  for (const auto& [k, v] : tensors)
-    if (!own.count(k)) unexpected.push_back(k);
-  if (!missing.empty() || !unexpected.empty() || !mismatched.empty()) {
-    std::string msg = absl::StrCat(source, ": the checkpoint does not match the DiT");
-    auto list = [&](const char* what, const std::vector<std::string>& v) {
-      if (v.empty()) return;
-      const size_t show = std::min<size_t>(v.size(), 12);
-      absl::StrAppend(&msg, "; ", v.size(), " ", what, ": ",
-                      absl::StrJoin(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(show), ", "),
-                      v.size() > show ? ", ..." : "");
-    };
-    list("missing", missing);
-    list("unexpected", unexpected);
-    list("with the wrong shape", mismatched);
-    return absl::InvalidArgumentError(msg);
-  }
-  return CatchToStatus(source, [&]() -> absl::Status {
-    torch::NoGradGuard no_grad;
-    for (auto& [k, v] : own) {
-      const at::Tensor& src = tensors.at(k);
-      if (!src.is_floating_point() && v.is_floating_point())
-        return absl::InvalidArgumentError(absl::StrCat(source, ": tensor ", k, " is not floating point"));
-      v.copy_(src);
-    }
-    return absl::OkStatus();
-  });
+absl::Status LoadDiTWeights(GeneralDiTImpl& net, const TensorMap& tensors, const std::string& source) {
+  LoadOptions o;
+  o.rules = DiTNameRules(false);
+  WFM_ASSIGN_OR_RETURN(LoadReport report, LoadStateDict(net, tensors, o, source));
+  WFM_LOG(DEBUG) << report.Summary();
+  return absl::OkStatus();
 }
 
 absl::Status LoadDiTWeights(GeneralDiTImpl& net, const std::string& path, bool use_ema) {
-  WFM_ASSIGN_OR_RETURN(TensorMap tensors, ReadSafetensors(path));
-  if (use_ema) {
-    TensorMap ema = MapCheckpointNames(tensors, true);
-    if (ema.empty()) return absl::NotFoundError(absl::StrCat(path, ": no EMA weights in the checkpoint"));
-    return LoadDiTWeights(net, ema, path);
-  }
-  return LoadDiTWeights(net, tensors, path);
+  LoadOptions o;
+  o.rules = DiTNameRules(use_ema);
+  WFM_ASSIGN_OR_RETURN(LoadReport report, LoadCheckpoint(net, path, o));
+  WFM_LOG(INFO) << "DiT weights: " << report.Summary();
+  return absl::OkStatus();
 }
 
 }  // namespace wfm::diffusion

@@ -7,7 +7,7 @@
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include "absl/strings/str_cat.h"
-#include "wfm/core/safetensors.h"
+#include "wfm/core/tensor_file.h"
 #include "wfm/core/status.h"
 #include "wfm/diffusion/denoiser.h"
 
@@ -32,7 +32,7 @@ absl::Status LatentStats::Validate(int64_t c) const {
 }
 
 absl::StatusOr<LatentStats> LatentStats::Load(const std::string& path, int64_t c) {
-  WFM_ASSIGN_OR_RETURN(TensorMap t, ReadSafetensors(path));
+  WFM_ASSIGN_OR_RETURN(TensorMap t, ReadTensorFile(path));
   LatentStats s;
   for (const auto& [m, d] : std::vector<std::pair<std::string, std::string>>{
            {"mean", "std"}, {"latent_mean", "latent_std"}, {"0", "1"}}) {

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "test_support.h"
+#include "wfm/core/checkpoint.h"
 #include "wfm/core/file_util.h"
 #include "wfm/core/safetensors.h"
 #include "wfm/diffusion/dit.h"
@@ -66,7 +67,7 @@ TEST(DiT, StateDictNamesAreTheReferenceNames) {
   WFM_REQUIRE_FILE(SharedPath("fixtures/diffusion/dit_t2w.weights.safetensors"));
   const Fixture f = LoadFixture("dit_t2w");
   GeneralDiT net(f.config);
-  const TensorMap own = DiTStateDict(*net);
+  const TensorMap own = StateDict(*net);
   ASSERT_EQ(own.size(), f.weights.size());
   for (const auto& [k, v] : f.weights) {
     ASSERT_TRUE(own.count(k)) << "missing " << k;

@@ -39,6 +39,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "wfm/core/checkpoint.h"
 #include "wfm/core/nn/mlp.h"
 #include "wfm/core/nn/norm.h"
 #include "wfm/core/tensor_map.h"
@@ -189,13 +190,13 @@ class GeneralDiTImpl : public torch::nn::Module {
 };
 TORCH_MODULE(GeneralDiT);
 
-// Loads a checkpoint (any format wfm reads: safetensors, torch .pt, ...) into the network. Names are mapped in
-// the one place that knows foreign spellings (a `net.` / `network.` / `model.` prefix of training checkpoints is
-// stripped; EMA copies are ignored unless `use_ema`). Strict: every missing, unexpected or wrongly-shaped
-// tensor is reported at once, and nothing is copied unless all match.
+// Loads a checkpoint (any format the core reader takes: safetensors, torch .pt, TorchScript, sharded) into the
+// network through the core checkpoint loader, strictly (every missing, unexpected or wrongly-shaped tensor is
+// reported at once; nothing is copied unless all match). The name rules (DiTNameRules) are the one place that
+// knows the DiT's foreign spellings: the `net.` prefix of DiffusionModel checkpoints, Transformer Engine
+// `_extra_state`, and the `logvar.*` / `conditioner.*` entries beside the network; `use_ema` takes the EMA copy.
+NameRules DiTNameRules(bool use_ema);
 absl::Status LoadDiTWeights(GeneralDiTImpl& net, const std::string& path, bool use_ema = false);
 absl::Status LoadDiTWeights(GeneralDiTImpl& net, const TensorMap& tensors, const std::string& source = "tensors");
-// state_dict(): parameters and persistent buffers by reference name.
-TensorMap DiTStateDict(GeneralDiTImpl& net);
 
 }  // namespace wfm::diffusion

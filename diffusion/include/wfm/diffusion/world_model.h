@@ -48,8 +48,8 @@ namespace wfm::diffusion {
 struct LatentStats {
   at::Tensor mean, std;
 
-  // Reads a statistics file: a torch/safetensors file holding (mean, std) as a tuple ("0", "1") or as named
-  // tensors "mean"/"std" (also "latent_mean"/"latent_std"). mean_std.pt stores each as a flat [C * Tc] vector;
+  // Reads a statistics file (any format the core reader takes: Cosmos' torch.save'd mean_std.pt, safetensors)
+  // holding (mean, std) as a tuple ("0", "1") or as named tensors "mean"/"std" (also "latent_mean"/"latent_std"). mean_std.pt stores each as a flat [C * Tc] vector;
   // `latent_channels` splits it.
   static absl::StatusOr<LatentStats> Load(const std::string& path, int64_t latent_channels = 16);
   // Identity statistics (mean 0, std 1) for C channels.
