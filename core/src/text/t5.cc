@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "wfm/core/file_util.h"
 #include "wfm/core/logging.h"
+#include "wfm/core/nn/attention.h"
 #include "wfm/core/runtime.h"
 #include "wfm/core/status.h"
 
@@ -254,17 +255,6 @@ at::Tensor RelativePositionBuckets(const at::Tensor& relative_position, bool bid
 
 // ---- modules ----
 
-T5LayerNormImpl::T5LayerNormImpl(int64_t hidden_size, double eps_) : eps(eps_) {
-  weight = register_parameter("weight", at::ones({hidden_size}));
-}
-
-at::Tensor T5LayerNormImpl::forward(const at::Tensor& x) {
-  const at::Tensor variance = x.to(at::kFloat).pow(2).mean(-1, /*keepdim=*/true);  // [..., 1]
-  at::Tensor h = x * at::rsqrt(variance + eps);
-  if (weight.scalar_type() == at::kHalf || weight.scalar_type() == at::kBFloat16) h = h.to(weight.scalar_type());
-  return weight * h;
-}
-
 T5AttentionImpl::T5AttentionImpl(const T5Config& c, bool has_relative_attention_bias) : config(c) {
   const int64_t inner = c.inner_dim();
   q = register_module("q", torch::nn::Linear(torch::nn::LinearOptions(c.d_model, inner).bias(false)));
@@ -288,18 +278,15 @@ at::Tensor T5AttentionImpl::ComputeBias(int64_t query_length, int64_t key_length
   return relative_attention_bias(buckets).permute({2, 0, 1}).unsqueeze(0);  // [1, H, Lq, Lk]
 }
 
-at::Tensor T5AttentionImpl::forward(const at::Tensor& x, const at::Tensor& bias) {
+at::Tensor T5AttentionImpl::forward(const at::Tensor& x, const at::Tensor& position_bias, const at::Tensor& mask_bias) {
   const int64_t b = x.size(0), l = x.size(1), h = config.num_heads, dk = config.d_kv;
   const at::Tensor qh = q(x).view({b, l, h, dk}).transpose(1, 2);  // [B, H, L, dk]
   const at::Tensor kh = k(x).view({b, l, h, dk}).transpose(1, 2);  // [B, H, L, dk]
   const at::Tensor vh = v(x).view({b, l, h, dk}).transpose(1, 2);  // [B, H, L, dk]
   // No 1/sqrt(dk) scaling: T5 folds it into the initialisation of q.
-  at::Tensor scores = at::matmul(qh, kh.transpose(2, 3));  // [B, H, L, L]
-  scores.add_(bias);
-  at::Tensor probs = at::softmax(scores.to(at::kFloat), -1).to(scores.scalar_type());  // [B, H, L, L]
-  if (is_training() && config.dropout_rate > 0) probs = at::dropout(probs, config.dropout_rate, true);
-  const at::Tensor out = at::matmul(probs, vh).transpose(1, 2).reshape({b, l, h * dk});  // [B, L, H*dk]
-  return o(out);
+  const at::Tensor out = wfm::nn::Attention(
+      qh, kh, vh, wfm::nn::AttentionOptions().bias(position_bias).mask(mask_bias).scale(1.0));  // [B, H, L, dk]
+  return o(out.transpose(1, 2).reshape({b, l, h * dk}));  // [B, L, d_model]
 }
 
 T5DenseImpl::T5DenseImpl(const T5Config& c) : config(c) {
@@ -323,18 +310,19 @@ at::Tensor T5DenseImpl::forward(const at::Tensor& x) {
 T5LayerSelfAttentionImpl::T5LayerSelfAttentionImpl(const T5Config& c, bool has_relative_attention_bias)
     : dropout(c.dropout_rate) {
   SelfAttention = register_module("SelfAttention", T5Attention(c, has_relative_attention_bias));
-  layer_norm = register_module("layer_norm", T5LayerNorm(c.d_model, c.layer_norm_epsilon));
+  layer_norm = register_module("layer_norm", T5LayerNorm(wfm::nn::RMSNormOptions(c.d_model).eps(c.layer_norm_epsilon)));
 }
 
-at::Tensor T5LayerSelfAttentionImpl::forward(const at::Tensor& x, const at::Tensor& bias) {
-  at::Tensor y = SelfAttention(layer_norm(x), bias);
+at::Tensor T5LayerSelfAttentionImpl::forward(const at::Tensor& x, const at::Tensor& position_bias,
+                                             const at::Tensor& mask_bias) {
+  at::Tensor y = SelfAttention(layer_norm(x), position_bias, mask_bias);
   if (is_training() && dropout > 0) y = at::dropout(y, dropout, true);
   return x + y;
 }
 
 T5LayerFFImpl::T5LayerFFImpl(const T5Config& c) : dropout(c.dropout_rate) {
   DenseReluDense = register_module("DenseReluDense", T5Dense(c));
-  layer_norm = register_module("layer_norm", T5LayerNorm(c.d_model, c.layer_norm_epsilon));
+  layer_norm = register_module("layer_norm", T5LayerNorm(wfm::nn::RMSNormOptions(c.d_model).eps(c.layer_norm_epsilon)));
 }
 
 at::Tensor T5LayerFFImpl::forward(const at::Tensor& x) {
@@ -349,14 +337,15 @@ T5BlockImpl::T5BlockImpl(const T5Config& c, bool has_relative_attention_bias) {
   register_module("layer", torch::nn::ModuleList(self_attention, ff));
 }
 
-at::Tensor T5BlockImpl::forward(const at::Tensor& x, const at::Tensor& bias) {
-  return ClampFp16(ff(ClampFp16(self_attention(x, bias))));
+at::Tensor T5BlockImpl::forward(const at::Tensor& x, const at::Tensor& position_bias, const at::Tensor& mask_bias) {
+  return ClampFp16(ff(ClampFp16(self_attention(x, position_bias, mask_bias))));
 }
 
 T5StackImpl::T5StackImpl(const T5Config& c) : config(c) {
   block = register_module("block", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.num_layers; ++i) block->push_back(T5Block(c, /*has_relative_attention_bias=*/i == 0));
-  final_layer_norm = register_module("final_layer_norm", T5LayerNorm(c.d_model, c.layer_norm_epsilon));
+  final_layer_norm =
+      register_module("final_layer_norm", T5LayerNorm(wfm::nn::RMSNormOptions(c.d_model).eps(c.layer_norm_epsilon)));
 }
 
 at::Tensor T5StackImpl::forward(const at::Tensor& embeds, const at::Tensor& mask) {
@@ -365,16 +354,18 @@ at::Tensor T5StackImpl::forward(const at::Tensor& embeds, const at::Tensor& mask
   const int64_t l = x.size(1);
   // The first block owns the relative position table; its bias is shared by all blocks (T5Stack.forward).
   auto first = block->ptr<T5BlockImpl>(0);
-  at::Tensor bias = first->self_attention->SelfAttention->ComputeBias(l, l).to(x.scalar_type());  // [1, H, L, L]
+  const at::Tensor position_bias =
+      first->self_attention->SelfAttention->ComputeBias(l, l).to(x.scalar_type());  // [1, H, L, L]
+  at::Tensor mask_bias;
   if (mask.defined()) {
-    // get_extended_attention_mask: (1 - mask) * finfo(dtype).min, broadcast over heads and queries.
+    // get_extended_attention_mask: (1 - mask) * finfo(dtype).min, broadcast over heads and queries. The reference
+    // adds it to the position bias first; for unmasked keys the sum is the same, masked keys get probability 0.
     const double min_value = x.scalar_type() == at::kHalf       ? -65504.0
                              : x.scalar_type() == at::kBFloat16 ? -3.3895313892515355e38
                                                                 : static_cast<double>(std::numeric_limits<float>::lowest());
-    const at::Tensor ext = (1.0 - mask.to(x.scalar_type())).mul(min_value).view({mask.size(0), 1, 1, l});  // [B,1,1,L]
-    bias = bias + ext;  // [B, H, L, L]
+    mask_bias = (1.0 - mask.to(x.scalar_type())).mul(min_value).view({mask.size(0), 1, 1, l});  // [B, 1, 1, L]
   }
-  for (size_t i = 0; i < block->size(); ++i) x = block->ptr<T5BlockImpl>(i)->forward(x, bias);
+  for (size_t i = 0; i < block->size(); ++i) x = block->ptr<T5BlockImpl>(i)->forward(x, position_bias, mask_bias);
   x = final_layer_norm(x);
   if (is_training() && config.dropout_rate > 0) x = at::dropout(x, config.dropout_rate, true);
   return x;

@@ -2,8 +2,8 @@
 //
 // Numerics follow the reference exactly: relative-position buckets (bidirectional) computed once from the first
 // block's `relative_attention_bias` and shared by every block; T5LayerNorm = RMS norm without mean subtraction or
-// bias (variance in float32); attention logits NOT scaled by 1/sqrt(d_kv); padding mask added as finfo(dtype).min;
-// softmax in float32; FFN = ReLU (original t5-*) or gated GELU (v1.1 / flan, gelu_new = tanh approximation);
+// bias (variance in float32; wfm::nn::RMSNorm); attention logits NOT scaled by 1/sqrt(d_kv) (wfm::nn::Attention with
+// scale 1 and an additive bias); padding mask added as finfo(dtype).min; FFN = ReLU (original t5-*) or gated GELU (v1.1 / flan, gelu_new = tanh approximation);
 // final layer norm; fp16 activations clamped as the reference does.
 //
 // Module and parameter names equal the reference state dict ("shared.weight",
@@ -32,6 +32,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "wfm/core/nn/norm.h"
 #include "wfm/core/tensor_map.h"
 #include "wfm/core/text/text_encoder.h"
 #include "wfm/core/text/tokenizer.h"
@@ -84,21 +85,15 @@ at::Tensor RelativePositionBuckets(const at::Tensor& relative_position, bool bid
 
 // ---- modules (names = reference names) ----
 
-// T5LayerNorm: weight * x / sqrt(mean(x^2) + eps); the mean square is taken in float32.
-class T5LayerNormImpl : public torch::nn::Module {
- public:
-  T5LayerNormImpl(int64_t hidden_size, double eps);
-  at::Tensor forward(const at::Tensor& x);
-  at::Tensor weight;  // [hidden]
-  double eps;
-};
-TORCH_MODULE(T5LayerNorm);
+// T5LayerNorm is wfm::nn::RMSNorm (weight * x / sqrt(mean(x^2) + eps), statistics in float32, no mean, no bias).
+using T5LayerNorm = wfm::nn::RMSNorm;
 
 class T5AttentionImpl : public torch::nn::Module {
  public:
   T5AttentionImpl(const T5Config& config, bool has_relative_attention_bias);
-  // x: [B, L, d_model]; bias: [B or 1, H, L, L] (relative position bias + mask). Returns [B, L, d_model].
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& bias);
+  // x: [B, L, d_model]; position_bias: [1, H, L, L]; mask_bias: additive [B, 1, 1, L] or undefined.
+  // Returns [B, L, d_model]. Attention dropout is not applied in training (wfm::nn::Attention has none).
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& position_bias, const at::Tensor& mask_bias);
   // The relative position bias [1, H, Lq, Lk] (only for the block that owns relative_attention_bias).
   at::Tensor ComputeBias(int64_t query_length, int64_t key_length);
 
@@ -122,7 +117,7 @@ TORCH_MODULE(T5Dense);
 class T5LayerSelfAttentionImpl : public torch::nn::Module {
  public:
   T5LayerSelfAttentionImpl(const T5Config& config, bool has_relative_attention_bias);
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& bias);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& position_bias, const at::Tensor& mask_bias);
   T5Attention SelfAttention{nullptr};
   T5LayerNorm layer_norm{nullptr};
   double dropout;
@@ -142,7 +137,7 @@ TORCH_MODULE(T5LayerFF);
 class T5BlockImpl : public torch::nn::Module {
  public:
   T5BlockImpl(const T5Config& config, bool has_relative_attention_bias);
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& bias);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& position_bias, const at::Tensor& mask_bias);
   T5LayerSelfAttention self_attention{nullptr};  // registered as "layer.0"
   T5LayerFF ff{nullptr};                         // registered as "layer.1"
 };
