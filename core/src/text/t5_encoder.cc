@@ -1,4 +1,4 @@
-// T5 checkpoints (Hugging Face directories: config.json, safetensors / sharded / pytorch_model.bin, spiece.model)
+// T5 checkpoints (Hugging Face directories: config.json, weights through the core checkpoint loader, spiece.model)
 // and T5TextEncoder, plus the TextEncoder helpers (LoadTextEncoder, ZeroPadded, PadTo).
 // Output convention follows cosmos_predict1/auxiliary/t5_text_encoder.py CosmosT5TextEncoder.encode_prompts.
 #include <ATen/ATen.h>
@@ -15,7 +15,8 @@
 #include "wfm/core/file_util.h"
 #include "wfm/core/logging.h"
 #include "wfm/core/runtime.h"
-#include "wfm/core/safetensors.h"
+#include "wfm/core/checkpoint.h"
+#include "wfm/core/tensor_file.h"
 #include "wfm/core/status.h"
 #include "wfm/core/text/builtin_encoder.h"
 #include "wfm/core/text/t5.h"
@@ -26,54 +27,18 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Tensors of full encoder-decoder checkpoints that an encoder never uses.
-bool IgnoredByEncoder(const std::string& name) {
-  return absl::StartsWith(name, "decoder.") || name == "lm_head.weight";
-}
-
 std::string ShapeString(at::IntArrayRef s) { return absl::StrCat("[", absl::StrJoin(s, ", "), "]"); }
 
-std::string ListSome(const std::vector<std::string>& items, size_t limit = 8) {
-  std::vector<std::string> shown(items.begin(), items.begin() + std::min(limit, items.size()));
-  std::string out = absl::StrJoin(shown, ", ");
-  if (items.size() > limit) absl::StrAppend(&out, ", ... (", items.size() - limit, " more)");
-  return out;
-}
-
-// Adds the encoder's tensors of one safetensors file to `out` (zero-copy views of the mapping).
-absl::Status ReadSafetensorsInto(const std::string& path, TensorMap* out) {
-  WFM_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(path));
-  for (const auto& e : file->entries()) {
-    if (IgnoredByEncoder(e.name)) continue;
-    if (out->count(e.name)) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor '", e.name, "' appears in more than one shard ('", path, "')"));
+// Every parameter must be finite (a checkpoint with NaN/Inf would silently poison every embedding).
+absl::Status CheckFinite(T5EncoderModel& model, const std::string& source) {
+  return CatchToStatus(absl::StrCat("checking '", source, "'"), [&]() -> absl::Status {
+    for (const auto& p : model->named_parameters()) {
+      if (!at::isfinite(p.value()).all().item<bool>()) {
+        return absl::InvalidArgumentError(absl::StrCat("'", source, "': tensor '", p.key(), "' holds NaN or Inf values"));
+      }
     }
-    WFM_ASSIGN_OR_RETURN((*out)[e.name], file->Get(e.name));
-  }
-  return absl::OkStatus();
-}
-
-// Shard files listed by a Hugging Face *.index.json ({"weight_map": {tensor: file}}), and the tensors expected.
-absl::Status ReadIndex(const fs::path& index, std::vector<std::string>* shards, std::set<std::string>* names) {
-  WFM_ASSIGN_OR_RETURN(std::string text, ReadFile(index.string()));
-  const nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat("'", index.string(), "' is not a checkpoint index (no weight_map)"));
-  }
-  std::set<std::string> files;
-  for (const auto& [name, file] : j["weight_map"].items()) {
-    if (!file.is_string()) {
-      return absl::InvalidArgumentError(absl::StrCat("'", index.string(), "': weight_map['", name, "'] is not a file name"));
-    }
-    const std::string f = file.get<std::string>();
-    if (f.find('/') != std::string::npos || f == "..") {
-      return absl::InvalidArgumentError(absl::StrCat("'", index.string(), "': shard name '", f, "' leaves the directory"));
-    }
-    files.insert(f);
-    if (!IgnoredByEncoder(name)) names->insert(name);
-  }
-  for (const auto& f : files) shards->push_back((index.parent_path() / f).string());
-  return absl::OkStatus();
+    return absl::OkStatus();
+  });
 }
 
 absl::StatusOr<at::ScalarType> ParseDtype(const std::string& name) {
@@ -87,92 +52,40 @@ absl::StatusOr<at::ScalarType> ParseDtype(const std::string& name) {
 
 // ---- weights ----
 
-absl::Status LoadT5StateDict(T5EncoderModel& model, const TensorMap& state_dict, const std::string& source) {
-  std::map<std::string, at::Tensor> params;
-  for (const auto& item : model->named_parameters(/*recurse=*/true)) params[item.key()] = item.value();
-  std::map<std::string, const at::Tensor*> assign;
-  std::vector<std::string> unknown, wrong_shape, not_float;
-  for (const auto& [name, tensor] : state_dict) {
-    if (IgnoredByEncoder(name)) continue;
-    std::string target = name;
-    if (name == "encoder.embed_tokens.weight") {  // tied to shared.weight in every T5 checkpoint
-      if (state_dict.count("shared.weight")) continue;
-      target = "shared.weight";
-    }
-    auto it = params.find(target);
-    if (it == params.end()) {
-      unknown.push_back(name);
-      continue;
-    }
-    if (!tensor.is_floating_point()) {
-      not_float.push_back(absl::StrCat(name, " (", c10::toString(tensor.scalar_type()), ")"));
-    } else if (tensor.sizes() != it->second.sizes()) {
-      wrong_shape.push_back(absl::StrCat(name, " checkpoint ", ShapeString(tensor.sizes()), " vs model ",
-                                         ShapeString(it->second.sizes())));
-    }
-    assign[target] = &tensor;
+NameRules T5NameRules(bool has_shared_weight) {
+  NameRules rules = DefaultNameRules();
+  rules.push_back(NameRule::Drop("^decoder\\."));
+  rules.push_back(NameRule::Drop("^lm_head\\.weight$"));
+  if (has_shared_weight) {
+    rules.push_back(NameRule::Drop("^encoder\\.embed_tokens\\.weight$"));
+  } else {
+    rules.push_back(NameRule::Regex("^encoder\\.embed_tokens\\.weight$", "shared.weight"));
   }
-  std::vector<std::string> missing;
-  for (const auto& [name, p] : params) {
-    if (!assign.count(name)) missing.push_back(name);
-  }
-  if (!unknown.empty() || !wrong_shape.empty() || !missing.empty() || !not_float.empty()) {
-    std::vector<std::string> parts;
-    if (!missing.empty()) parts.push_back(absl::StrCat(missing.size(), " missing: ", ListSome(missing)));
-    if (!unknown.empty()) parts.push_back(absl::StrCat(unknown.size(), " unexpected: ", ListSome(unknown)));
-    if (!wrong_shape.empty()) parts.push_back(absl::StrCat(wrong_shape.size(), " with a wrong shape: ", ListSome(wrong_shape)));
-    if (!not_float.empty()) parts.push_back(absl::StrCat(not_float.size(), " not floating point: ", ListSome(not_float)));
-    const T5Config& c = model->config;
-    return absl::InvalidArgumentError(absl::StrCat(
-        "'", source, "' does not match the T5 encoder (d_model ", c.d_model, ", ", c.num_layers, " layers, ",
-        c.num_heads, " heads, d_kv ", c.d_kv, ", d_ff ", c.d_ff, ", ", c.feed_forward_proj, ", vocab ", c.vocab_size,
-        "): ", absl::StrJoin(parts, "; ")));
-  }
-  return CatchToStatus(absl::StrCat("loading '", source, "'"), [&]() -> absl::Status {
-    at::NoGradGuard no_grad;
-    for (auto& [name, param] : params) {
-      param.copy_(*assign[name]);
-      if (!at::isfinite(param).all().item<bool>()) {
-        return absl::InvalidArgumentError(absl::StrCat("'", source, "': tensor '", name, "' holds NaN or Inf values"));
-      }
-    }
-    return absl::OkStatus();
-  });
+  return rules;
 }
 
-absl::StatusOr<TensorMap> ReadT5Weights(const std::string& model_dir, std::vector<std::string>* files) {
-  const fs::path dir(model_dir);
-  TensorMap out;
-  std::vector<std::string> used;
-  if (fs::exists(dir / "model.safetensors")) {
-    used.push_back((dir / "model.safetensors").string());
-    WFM_RETURN_IF_ERROR(ReadSafetensorsInto(used.back(), &out));
-  } else if (fs::exists(dir / "model.safetensors.index.json")) {
-    std::set<std::string> names;
-    WFM_RETURN_IF_ERROR(ReadIndex(dir / "model.safetensors.index.json", &used, &names));
-    for (const auto& shard : used) {
-      if (!fs::exists(shard)) {
-        return absl::NotFoundError(absl::StrCat("shard '", shard, "' listed in model.safetensors.index.json is missing"));
-      }
-      WFM_RETURN_IF_ERROR(ReadSafetensorsInto(shard, &out));
-    }
-    std::vector<std::string> absent;
-    for (const auto& n : names) {
-      if (!out.count(n)) absent.push_back(n);
-    }
-    if (!absent.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("'", (dir / "model.safetensors.index.json").string(),
-                                                     "' lists tensors its shards lack: ", ListSome(absent)));
-    }
-  } else if (fs::exists(dir / "pytorch_model.bin") || fs::exists(dir / "pytorch_model.bin.index.json")) {
-    return absl::UnimplementedError(absl::StrCat("'", model_dir, "': reading pytorch_model.bin is not available yet"));
-  } else {
-    return absl::NotFoundError(absl::StrCat(
-        "no weights in '", model_dir,
-        "': expected model.safetensors, model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json"));
+absl::StatusOr<LoadReport> LoadT5Checkpoint(T5EncoderModel& model, const std::string& path,
+                                            std::vector<std::string>* files) {
+  WFM_ASSIGN_OR_RETURN(TensorFileIndex index, ListTensorFile(path));
+  bool has_shared = false;
+  std::set<std::string> unique_files;
+  for (const auto& t : index.tensors) {
+    has_shared = has_shared || t.name == "shared.weight";
+    unique_files.insert(t.file);
   }
-  if (files) *files = used;
-  return out;
+  LoadOptions o;
+  o.rules = T5NameRules(has_shared);
+  WFM_ASSIGN_OR_RETURN(LoadReport report, LoadCheckpoint(*model, index.path, o));
+  WFM_RETURN_IF_ERROR(CheckFinite(model, index.path));
+  if (files) files->assign(unique_files.begin(), unique_files.end());
+  return report;
+}
+
+absl::Status LoadT5StateDict(T5EncoderModel& model, const TensorMap& state_dict, const std::string& source) {
+  LoadOptions o;
+  o.rules = T5NameRules(state_dict.count("shared.weight") > 0);
+  WFM_RETURN_IF_ERROR(LoadStateDict(*model, state_dict, o, source).status());
+  return CheckFinite(model, source);
 }
 
 // ---- T5TextEncoder ----
@@ -246,8 +159,8 @@ absl::StatusOr<std::unique_ptr<T5TextEncoder>> T5TextEncoder::Load(const std::st
   WFM_ASSIGN_OR_RETURN(std::unique_ptr<T5TextEncoder> enc, Create(config, tokenizer, options),
                        "loading '", model_dir, "'");
   std::vector<std::string> files;
-  WFM_ASSIGN_OR_RETURN(TensorMap weights, ReadT5Weights(model_dir, &files));
-  WFM_RETURN_IF_ERROR(LoadT5StateDict(enc->model_, weights, model_dir));
+  WFM_ASSIGN_OR_RETURN(LoadReport report, LoadT5Checkpoint(enc->model_, model_dir, &files));
+  WFM_LOG(DEBUG) << report.Summary();
 
   std::string identity = absl::StrCat(config_text, "\n", tokenizer->fingerprint(), "\n", options.dtype, "\n",
                                       options.max_length);

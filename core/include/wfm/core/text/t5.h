@@ -32,6 +32,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "wfm/core/checkpoint.h"
 #include "wfm/core/nn/norm.h"
 #include "wfm/core/tensor_map.h"
 #include "wfm/core/text/text_encoder.h"
@@ -169,17 +170,21 @@ TORCH_MODULE(T5EncoderModel);
 
 // ---- checkpoints ----
 
-// Loads Hugging Face T5 weights into `model`, strictly: every parameter must be present with its exact shape and
-// nothing unknown may remain. Accepted input: T5EncoderModel or T5ForConditionalGeneration state dicts
-// ("decoder.*" and "lm_head.weight" are ignored); "encoder.embed_tokens.weight" is the tied alias of
-// "shared.weight". All problems are reported at once. Values are converted to the parameters' dtype/device.
-absl::Status LoadT5StateDict(T5EncoderModel& model, const TensorMap& state_dict, const std::string& source);
+// Name rules mapping Hugging Face T5 checkpoints onto T5EncoderModel (wfm/core/checkpoint.h): the default rules,
+// plus "decoder.*" and "lm_head.weight" of full T5ForConditionalGeneration checkpoints dropped, and
+// "encoder.embed_tokens.weight" (the tied alias of "shared.weight") dropped when the file also has
+// "shared.weight", else read as "shared.weight".
+NameRules T5NameRules(bool has_shared_weight);
 
-// Reads the weights of a Hugging Face model directory: model.safetensors, model.safetensors.index.json (sharded),
-// pytorch_model.bin or pytorch_model.bin.index.json, in that order of preference. Only tensors that T5 encoders
-// use are materialised (decoder tensors of full checkpoints are skipped without reading).
-// `files` receives the weight files read.
-absl::StatusOr<TensorMap> ReadT5Weights(const std::string& model_dir, std::vector<std::string>* files = nullptr);
+// Loads Hugging Face T5 weights strictly through the core checkpoint loader: every encoder parameter must be
+// present with its exact shape, nothing unknown may remain, all problems are reported at once, and values are
+// converted to the parameters' dtype/device. `path` is a model directory (model.safetensors, its sharded
+// index, pytorch_model.bin or its index) or one checkpoint file. Decoder tensors are never read. Weights holding
+// NaN/Inf are an error. `files` receives the files that hold the weights.
+absl::StatusOr<LoadReport> LoadT5Checkpoint(T5EncoderModel& model, const std::string& path,
+                                            std::vector<std::string>* files = nullptr);
+// The same for tensors in memory; `source` names them in errors.
+absl::Status LoadT5StateDict(T5EncoderModel& model, const TensorMap& state_dict, const std::string& source);
 
 // ---- the text encoder ----
 
@@ -195,7 +200,7 @@ struct T5EncoderOptions {
 // (the attention mask makes longer padding irrelevant) and the result is zero-padded to max_length.
 class T5TextEncoder : public TextEncoder {
  public:
-  // A Hugging Face directory: config.json + weights (see ReadT5Weights) + spiece.model. A directory without
+  // A Hugging Face directory: config.json + weights (see LoadT5Checkpoint) + spiece.model. A directory without
   // spiece.model whose tokenizer_config.json names ByT5Tokenizer (or whose config says vocab 384) uses bytes.
   static absl::StatusOr<std::unique_ptr<T5TextEncoder>> Load(const std::string& model_dir,
                                                              const T5EncoderOptions& options = {});
