@@ -211,6 +211,14 @@ class Machine {
     pos_ = e + 1;
     return s;
   }
+  // A memo index written as a decimal text line (PUT / GET of protocol 0).
+  absl::StatusOr<uint64_t> TakeIndexLine(const char* opcode) {
+    auto line = TakeLine();
+    if (!line.ok()) return line.status();
+    uint64_t idx;
+    if (!absl::SimpleAtoi(*line, &idx)) return Error(absl::StrCat("has a malformed ", opcode));
+    return idx;
+  }
   absl::Status Push(PyRef v) {
     if (stack_.size() >= kMaxStack) return Error("stack overflow");
     stack_.push_back(std::move(v));
@@ -667,9 +675,7 @@ absl::StatusOr<PyRef> Machine::Run(size_t* consumed) {
       }
       // ---- memo ----
       case 'p': {
-        WFM_PK_ASSIGN(std::string line, TakeLine());
-        uint64_t idx;
-        if (!absl::SimpleAtoi(line, &idx)) return Error("has a malformed PUT");
+        WFM_PK_ASSIGN(uint64_t idx, TakeIndexLine("PUT"));
         WFM_PK_OK(Memo(idx));
         break;
       }
@@ -683,9 +689,7 @@ absl::StatusOr<PyRef> Machine::Run(size_t* consumed) {
         WFM_PK_OK(Memo(memo_.size()));
         break;
       case 'g': {
-        WFM_PK_ASSIGN(std::string line, TakeLine());
-        uint64_t idx;
-        if (!absl::SimpleAtoi(line, &idx)) return Error("has a malformed GET");
+        WFM_PK_ASSIGN(uint64_t idx, TakeIndexLine("GET"));
         WFM_PK_OK(Get(idx));
         break;
       }

@@ -55,6 +55,7 @@ struct Case {
 const Case kCases[] = {
     {"state_dict.pt", "state_dict.ref.safetensors", TensorFileFormat::kTorchZip},
     {"nested.pt", "nested.ref.safetensors", TensorFileFormat::kTorchZip},
+    {"protocol4.pt", "protocol4.ref.safetensors", TensorFileFormat::kTorchZip},
     {"legacy.pt", "legacy.ref.safetensors", TensorFileFormat::kTorchLegacy},
     {"traced_bf16.jit", "traced_bf16.ref.safetensors", TensorFileFormat::kTorchScript},
     {"scripted.jit", "scripted.ref.safetensors", TensorFileFormat::kTorchScript},
@@ -171,7 +172,8 @@ TEST(TensorFileTest, BadFilesAreErrorsThatNameTheFile) {
 // Every prefix of every file is an error (never a crash, never a silently short result).
 TEST(TensorFileTest, EveryTruncationIsAnError) {
   const std::string dir = testing::TempDir();
-  for (const char* name : {"state_dict.pt", "legacy.pt", "traced_bf16.jit", "nested.pt", "state_dict.ref.safetensors"}) {
+  for (const char* name :
+       {"state_dict.pt", "legacy.pt", "traced_bf16.jit", "nested.pt", "protocol4.pt", "state_dict.ref.safetensors"}) {
     WFM_ASSERT_OK_AND_ASSIGN(std::string bytes, ReadFile(Data(name)));
     int64_t tried = 0;
     for (size_t len = 0; len < bytes.size(); len += (len < 600 || len + 600 > bytes.size()) ? 1 : 29) {

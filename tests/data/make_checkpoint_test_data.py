@@ -121,6 +121,10 @@ def main():
     # complex values are not storable in safetensors: c64 = arange(4) - 1j * arange(4), checked by formula.
     save("complex.pt", {"c64": torch.complex(torch.arange(4.0), -torch.arange(4.0))})
 
+    # protocol 4 (FRAME, SHORT_BINUNICODE, STACK_GLOBAL, MEMOIZE), as large-checkpoint writers use
+    p4 = {"model": nested["model"], "views": nested["views"], "dtypes": nested["dtypes"], "note": "p4"}
+    save("protocol4.pt", p4, ref=flatten(p4), pickle_protocol=4)
+
     # 3. the legacy (pre-1.6) format
     legacy = {"w": torch.randn(3, 2), "bf16": torch.randn(4).bfloat16(), "view": base[2], "n": 3}
     save("legacy.pt", legacy, ref=flatten(legacy), _use_new_zipfile_serialization=False)
