@@ -1,0 +1,69 @@
+// Video2World and Text2World with the AR world model: encode the prompt frames to discrete video tokens with a DV
+// tokenizer, generate the remaining latent frames token by token (raster order t, h, w), decode to pixels.
+// Follows cosmos_predict1/autoregressive/inference/world_generation_pipeline.py (ARBaseGenerationPipeline /
+// ARVideo2WorldGenerationPipeline) and utils/inference.py (the LAST num_input_frames frames of the input are the
+// prompt; frames are resized to cover the model resolution and centre-cropped).
+//
+//   WFM_ASSIGN_OR_RETURN(auto codec, ar::LoadTokenizerCodec("DV8x16x16", "tokenizer/ckpt", "cpu"));
+//   ar::WorldOptions o;  o.num_input_frames = 9;  o.num_frames = 33;  o.generation.num_samples = 2;
+//   WFM_ASSIGN_OR_RETURN(ar::WorldResult r, ar::GenerateWorld(*net, *codec, frames, &text, o));
+//   // r.videos: uint8 [2, 33, 640, 1024, 3]
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <ATen/core/Tensor.h>
+
+#include "absl/status/statusor.h"
+#include "wfm/autoregressive/generate.h"
+#include "wfm/autoregressive/transformer.h"
+
+namespace wfm::ar {
+
+// A discrete video tokenizer as the world model sees it.
+class VideoTokenCodec {
+ public:
+  virtual ~VideoTokenCodec() = default;
+  virtual int64_t vocab_size() const = 0;            // codebook size (64000 for FSQ [8,8,8,5,5,5])
+  virtual int64_t temporal_compression() const = 0;  // 1 + k*N frames -> 1 + k latent frames
+  virtual int64_t spatial_compression() const = 0;
+  // video float [1, 3, T, H, W] in [-1, 1] -> int64 [1, t, h, w]
+  virtual absl::StatusOr<at::Tensor> Encode(const at::Tensor& video) = 0;
+  // int64 [B, t, h, w] -> float [B, 3, T, H, W] in [-1, 1]
+  virtual absl::StatusOr<at::Tensor> Decode(const at::Tensor& indices) = 0;
+};
+
+// The wfm tokenizer (a DV network) as a codec. `config` is a tokenizer preset name or config.json path,
+// `weights` a checkpoint path (tokenizer::LoadTokenizerWeights forms) or empty for random weights (smoke tests).
+absl::StatusOr<std::unique_ptr<VideoTokenCodec>> LoadTokenizerCodec(const std::string& config,
+                                                                    const std::string& weights,
+                                                                    const std::string& device = "cpu");
+
+struct WorldOptions {
+  int64_t num_input_frames = 9;  // 1 + k * temporal_compression (1 = image prompt); 0 = Text2World
+  int64_t num_frames = 33;       // output frames, prompt included: 1 + m * temporal_compression
+  GenerationOptions generation;
+};
+
+struct WorldResult {
+  at::Tensor videos;  // uint8 [B, num_frames, H, W, 3] (prompt frames decoded from their tokens)
+  at::Tensor tokens;  // int64 [B, t, h, w]
+  GenerationResult generation;
+  double encode_seconds = 0, decode_seconds = 0;
+};
+
+// `frames`: uint8 [T, H, W, 3] RGB with T >= num_input_frames (any size: resized to cover the model resolution
+// video_latent_shape[1:] * spatial_compression, centre-cropped); undefined for Text2World. Errors: a prompt
+// video shorter than requested, frame counts not of the form 1 + k*N, a tokenizer whose vocabulary or latent grid
+// does not match the model, a missing text context for a cross-attention model.
+absl::StatusOr<WorldResult> GenerateWorld(ArTransformerImpl& net, VideoTokenCodec& codec, const at::Tensor& frames,
+                                          const TextContext* text, const WorldOptions& options,
+                                          const TextContext* unconditional = nullptr);
+
+// uint8 [T, H, W, 3] -> float [1, 3, T, h, w] in [-1, 1]: bilinear (antialiased) resize so that the frames cover
+// h x w, then a centre crop (utils/inference.py resize_input).
+at::Tensor ResizeCoverCrop(const at::Tensor& frames, int64_t h, int64_t w);
+
+}  // namespace wfm::ar

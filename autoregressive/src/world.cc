@@ -1,0 +1,154 @@
+// Video2World / Text2World pipeline and the tokenizer codec adapter (see wfm/autoregressive/world.h).
+#include "wfm/autoregressive/world.h"
+
+#include <chrono>
+#include <cmath>
+
+#include <ATen/ATen.h>
+
+#include "absl/strings/str_cat.h"
+#include "wfm/core/logging.h"
+#include "wfm/core/runtime.h"
+#include "wfm/core/status.h"
+#include "wfm/tokenizer/config.h"
+#include "wfm/tokenizer/network.h"
+#include "wfm/tokenizer/weights.h"
+
+namespace wfm::ar {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double Seconds(Clock::time_point a) { return std::chrono::duration<double>(Clock::now() - a).count(); }
+
+class TokenizerCodec final : public VideoTokenCodec {
+ public:
+  TokenizerCodec(tokenizer::TokenizerNetwork net, c10::Device device) : net_(std::move(net)), device_(device) {}
+  int64_t vocab_size() const override { return net_->config().codebook_size(); }
+  int64_t temporal_compression() const override { return net_->config().temporal_compression; }
+  int64_t spatial_compression() const override { return net_->config().spatial_compression; }
+  absl::StatusOr<at::Tensor> Encode(const at::Tensor& video) override {
+    return CatchToStatus("tokenizer encode", [&]() -> absl::StatusOr<at::Tensor> {
+      at::NoGradGuard g;
+      return net_->Encode(video.to(device_, at::kFloat)).indices.to(at::kCPU);
+    });
+  }
+  absl::StatusOr<at::Tensor> Decode(const at::Tensor& indices) override {
+    return CatchToStatus("tokenizer decode", [&]() -> absl::StatusOr<at::Tensor> {
+      at::NoGradGuard g;
+      return net_->DecodeIndices(indices.to(device_, at::kLong)).to(at::kCPU, at::kFloat);
+    });
+  }
+
+ private:
+  tokenizer::TokenizerNetwork net_;
+  c10::Device device_;
+};
+
+// float [B, 3, T, H, W] in [-1, 1] -> uint8 [B, T, H, W, 3]
+at::Tensor ToUint8(const at::Tensor& v) {
+  return ((v.clamp(-1, 1) + 1) * 127.5).round().to(at::kByte).permute({0, 2, 3, 4, 1}).contiguous();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<VideoTokenCodec>> LoadTokenizerCodec(const std::string& config,
+                                                                    const std::string& weights,
+                                                                    const std::string& device) {
+  WFM_ASSIGN_OR_RETURN(tokenizer::TokenizerConfig tc, tokenizer::TokenizerConfig::FromPresetOrFile(config),
+                       "tokenizer config '", config, "'");
+  if (!tc.is_video() || !tc.is_discrete())
+    return absl::InvalidArgumentError(absl::StrCat("the AR world model needs a discrete video (DV) tokenizer; '",
+                                                   config, "' is ", tc.name));
+  WFM_ASSIGN_OR_RETURN(c10::Device dev, ParseDevice(device));
+  tokenizer::TokenizerNetwork net(tc);
+  if (!weights.empty()) {
+    WFM_RETURN_IF_ERROR(tokenizer::LoadTokenizerWeights(*net, weights, tokenizer::WeightsPart::kAll).status(),
+                        "tokenizer weights");
+  } else {
+    WFM_LOG(WARNING) << "tokenizer: random weights (no --tokenizer-weights); output is noise";
+  }
+  net->eval();
+  WFM_RETURN_IF_ERROR(CatchToStatus("moving the tokenizer", [&]() {
+    net->to(dev);
+    return absl::OkStatus();
+  }));
+  return std::unique_ptr<VideoTokenCodec>(new TokenizerCodec(net, dev));
+}
+
+at::Tensor ResizeCoverCrop(const at::Tensor& frames, int64_t h, int64_t w) {
+  TORCH_CHECK(frames.dim() == 4 && frames.size(3) == 3, "frames must be uint8 [T, H, W, 3], got ", frames.sizes());
+  at::Tensor x = frames.permute({0, 3, 1, 2}).to(at::kFloat);  // [T, 3, H, W] in [0, 255]
+  const int64_t h0 = x.size(2), w0 = x.size(3);
+  if (h0 != h || w0 != w) {
+    const double s = std::max(static_cast<double>(w) / w0, static_cast<double>(h) / h0);
+    const int64_t nh = static_cast<int64_t>(std::ceil(s * h0)), nw = static_cast<int64_t>(std::ceil(s * w0));
+    x = at::_upsample_bilinear2d_aa(x, {nh, nw}, /*align_corners=*/false).clamp(0, 255);
+    const int64_t top = static_cast<int64_t>(std::round((nh - h) / 2.0));
+    const int64_t left = static_cast<int64_t>(std::round((nw - w) / 2.0));
+    x = x.narrow(2, top, h).narrow(3, left, w);
+  }
+  return (x / 127.5 - 1).permute({1, 0, 2, 3}).unsqueeze(0).contiguous();  // [1, 3, T, h, w]
+}
+
+absl::StatusOr<WorldResult> GenerateWorld(ArTransformerImpl& net, VideoTokenCodec& codec, const at::Tensor& frames,
+                                          const TextContext* text, const WorldOptions& o,
+                                          const TextContext* unconditional) {
+  const ArConfig& c = net.config;
+  if (codec.vocab_size() != c.vocab_size)
+    return absl::InvalidArgumentError(absl::StrCat("tokenizer/model vocabulary mismatch: the tokenizer has ",
+                                                   codec.vocab_size(), " codes, the model ", c.vocab_size,
+                                                   " tokens"));
+  const int64_t tc = codec.temporal_compression(), sc = codec.spatial_compression();
+  const auto latent_frames = [&](int64_t n, const char* what) -> absl::StatusOr<int64_t> {
+    if (n < 1 || (n - 1) % tc != 0)
+      return absl::InvalidArgumentError(absl::StrCat(what, " must be 1 + k*", tc, " (1, ", 1 + tc, ", ", 1 + 2 * tc,
+                                                     ", ...), got ", n));
+    return 1 + (n - 1) / tc;
+  };
+  WFM_ASSIGN_OR_RETURN(const int64_t total_latent, latent_frames(o.num_frames, "num_frames"));
+  int64_t prompt_latent = 0;
+  if (o.num_input_frames > 0) {
+    WFM_ASSIGN_OR_RETURN(prompt_latent, latent_frames(o.num_input_frames, "num_input_frames"));
+    if (!frames.defined() || frames.dim() != 4 || frames.size(3) != 3 || frames.scalar_type() != at::kByte)
+      return absl::InvalidArgumentError("prompt frames must be uint8 [T, H, W, 3]");
+    if (frames.size(0) < o.num_input_frames)
+      return absl::InvalidArgumentError(absl::StrCat("the prompt video has ", frames.size(0),
+                                                     " frames, fewer than the ", o.num_input_frames,
+                                                     " requested (--num-input-frames)"));
+  }
+  if (total_latent <= prompt_latent)
+    return absl::InvalidArgumentError(absl::StrCat("num_frames ", o.num_frames, " leaves nothing to generate after ",
+                                                   o.num_input_frames, " input frames"));
+  const int64_t lh = c.video_latent_shape[1], lw = c.video_latent_shape[2];
+  WorldResult result;
+  at::Tensor prompt = at::empty({0}, at::kLong);
+  if (prompt_latent > 0) {
+    const auto t0 = Clock::now();
+    WFM_ASSIGN_OR_RETURN(
+        at::Tensor video, CatchToStatus("preparing the prompt frames", [&]() -> absl::StatusOr<at::Tensor> {
+          return ResizeCoverCrop(frames.narrow(0, frames.size(0) - o.num_input_frames, o.num_input_frames),
+                                 lh * sc, lw * sc);
+        }));
+    WFM_ASSIGN_OR_RETURN(at::Tensor idx, codec.Encode(video));
+    if (idx.dim() != 4 || idx.size(1) != prompt_latent || idx.size(2) != lh || idx.size(3) != lw)
+      return absl::InvalidArgumentError(absl::StrCat("the tokenizer produced a latent grid of [", idx.size(1), ", ",
+                                                     idx.size(2), ", ", idx.size(3), "], the model expects [",
+                                                     prompt_latent, ", ", lh, ", ", lw, "]"));
+    prompt = idx.reshape(-1);
+    result.encode_seconds = Seconds(t0);
+  }
+  WFM_ASSIGN_OR_RETURN(result.generation,
+                       GenerateTokens(net, prompt, total_latent, text, o.generation, unconditional));
+  result.tokens = result.generation.tokens;
+  const auto t1 = Clock::now();
+  std::vector<at::Tensor> videos;
+  for (int64_t b = 0; b < result.tokens.size(0); ++b) {
+    WFM_ASSIGN_OR_RETURN(at::Tensor v, codec.Decode(result.tokens.narrow(0, b, 1)), "decoding sample ", b);
+    videos.push_back(ToUint8(v));
+  }
+  result.videos = at::cat(videos, 0);
+  result.decode_seconds = Seconds(t1);
+  return result;
+}
+
+}  // namespace wfm::ar
