@@ -1,0 +1,119 @@
+// AR world-model speed on the CPU-sized "small" shape (dim 256, 4 layers, 4 heads / 2 KV heads, QK-norm, vocab
+// 64000 — the shape of REFERENCE.md section 2, whose Python reference decodes 112 tokens/s on this machine):
+//   BM_DecodeCached/ctx     one incremental step with the KV cache at context ctx (tokens/s = items/s)
+//   BM_DecodeRecompute/ctx  the same next-token logits by a full forward over ctx tokens without a cache
+//   BM_DecodeBatch/B        one cached step for B futures at context 1024 (tokens/s over all B)
+//   BM_Prefill/len          batched prompt prefill (tokens/s)
+//   BM_Generate             GenerateTokens end to end: 1 prompt frame (256 tokens) + 256 sampled (top-p 0.9)
+// Run: build/bin/ar_benchmark --benchmark_min_time=2 (WFM_NUM_THREADS=2 for the 2-core numbers).
+#include <ATen/ATen.h>
+#include <benchmark/benchmark.h>
+
+#include "wfm/autoregressive/generate.h"
+#include "wfm/autoregressive/transformer.h"
+#include "wfm/core/runtime.h"
+
+namespace {
+
+using wfm::ar::ArConfig;
+using wfm::ar::ArTransformer;
+
+// "small" with a 16x16x16 grid so that contexts up to 4096 have positions.
+ArTransformer& Net() {
+  static ArTransformer net = [] {
+    wfm::InitThreads();
+    ArConfig c = *ArConfig::Preset("small");
+    c.video_latent_shape = {16, 16, 16};
+    c.max_seq_len = c.VideoTokens();
+    ArTransformer n(c);
+    n->InitWeights(0);
+    n->eval();
+    return n;
+  }();
+  return net;
+}
+
+at::Tensor Tokens(int64_t b, int64_t n) { return at::randint(0, 64000, {b, n}, at::kLong); }
+
+void BM_DecodeCached(benchmark::State& state) {
+  at::NoGradGuard g;
+  const int64_t ctx = state.range(0);
+  auto& net = Net();
+  wfm::ar::KvCache cache = net->NewCache(1, ctx);
+  net->forward(Tokens(1, ctx - 1), 0, &cache, nullptr, true);
+  const at::Tensor tok = Tokens(1, 1);
+  for (auto _ : state) {
+    cache.set_length(ctx - 1);  // re-run the same last position
+    benchmark::DoNotOptimize(net->forward(tok, ctx - 1, &cache, nullptr, true));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_DecodeCached)->Arg(256)->Arg(1024)->Arg(4096)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_DecodeRecompute(benchmark::State& state) {
+  at::NoGradGuard g;
+  const int64_t ctx = state.range(0);
+  auto& net = Net();
+  const at::Tensor seq = Tokens(1, ctx);
+  for (auto _ : state) benchmark::DoNotOptimize(net->forward(seq, 0, nullptr, nullptr, true));
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_DecodeRecompute)->Arg(256)->Arg(1024)->Arg(4096)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_DecodeBatch(benchmark::State& state) {
+  at::NoGradGuard g;
+  const int64_t b = state.range(0), ctx = 1024;
+  auto& net = Net();
+  wfm::ar::KvCache one = net->NewCache(1, ctx);
+  net->forward(Tokens(1, ctx - 1), 0, &one, nullptr, true);
+  wfm::ar::KvCache cache = one.Gather(std::vector<int64_t>(b, 0));
+  const at::Tensor tok = Tokens(b, 1);
+  for (auto _ : state) {
+    cache.set_length(ctx - 1);
+    benchmark::DoNotOptimize(net->forward(tok, ctx - 1, &cache, nullptr, true));
+  }
+  state.SetItemsProcessed(state.iterations() * b);
+}
+BENCHMARK(BM_DecodeBatch)->DenseRange(1, 8, 1)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_Prefill(benchmark::State& state) {
+  at::NoGradGuard g;
+  const int64_t n = state.range(0);
+  auto& net = Net();
+  wfm::ar::KvCache cache = net->NewCache(1, n);
+  const at::Tensor seq = Tokens(1, n);
+  for (auto _ : state) {
+    cache.Reset();
+    benchmark::DoNotOptimize(net->forward(seq, 0, &cache, nullptr, true));
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK(BM_Prefill)->Arg(256)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_Generate(benchmark::State& state) {
+  static ArTransformer net = [] {
+    ArTransformer n(*ArConfig::Preset("small"));  // 4x16x16 grid
+    n->InitWeights(0);
+    n->eval();
+    return n;
+  }();
+  const at::Tensor prompt = Tokens(1, 256).view({-1});
+  wfm::ar::GenerationOptions o;
+  o.sampling.top_p = 0.9;
+  o.show_progress = false;
+  int64_t tokens = 0;
+  double decode_s = 0;
+  for (auto _ : state) {
+    auto r = wfm::ar::GenerateTokens(*net, prompt, 2, nullptr, o);
+    if (!r.ok()) state.SkipWithError(std::string(r.status().message()).c_str());
+    tokens += r->generated_tokens;
+    decode_s += r->decode_seconds;
+  }
+  state.SetItemsProcessed(tokens);
+  state.counters["decode_tok_per_s"] = tokens / std::max(decode_s, 1e-9);
+}
+BENCHMARK(BM_Generate)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
+
+}  // namespace
+
+BENCHMARK_MAIN();

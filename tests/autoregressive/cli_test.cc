@@ -1,0 +1,78 @@
+// `wfm ar ...` end to end: `ar logits` reproduces both fixtures (full and incremental); bad input gives a clear
+// error and the right exit code.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "test_support.h"
+#include "wfm/core/safetensors.h"
+
+namespace {
+
+using wfm::testing::MaxRelDiff;
+using wfm::testing::RunCommand;
+using wfm::testing::SharedPath;
+using wfm::testing::TempDir;
+using wfm::testing::WfmTool;
+
+std::string Fixture(const std::string& file) { return SharedPath("fixtures/autoregressive/" + file); }
+
+std::string LogitsCmd(const std::string& name, const std::string& input, const std::string& out) {
+  return WfmTool() + " ar logits --config " + Fixture(name + ".json") + " --weights " +
+         Fixture(name + ".weights.safetensors") + " --input " + input + " --output " + out + " --threads 1";
+}
+
+TEST(ArCli, LogitsReproducesBothFixturesFullAndIncremental) {
+  for (const std::string name : {"ar_base", "ar_v2w"}) {
+    WFM_REQUIRE_FILE(Fixture(name + ".weights.safetensors"));
+    const wfm::TensorMap io = wfm::ReadSafetensors(Fixture(name + ".io.safetensors")).value();
+    for (bool incremental : {false, true}) {
+      const std::string out = TempDir() + "/" + name + ".out.safetensors";
+      std::string log;
+      ASSERT_EQ(RunCommand(LogitsCmd(name, Fixture(name + ".io.safetensors"), out) +
+                               (incremental ? " --incremental" : ""),
+                           &log),
+                0)
+          << log;
+      const at::Tensor got = wfm::ReadSafetensors(out).value().at("logits");
+      EXPECT_LE(MaxRelDiff(got, io.at(incremental ? "logits_incremental" : "logits")), 1e-4)
+          << name << (incremental ? " incremental" : " full");
+    }
+  }
+}
+
+TEST(ArCli, LogitsBadInputs) {
+  WFM_REQUIRE_FILE(Fixture("ar_v2w.weights.safetensors"));
+  const std::string dir = TempDir();
+  const wfm::TensorMap io = wfm::ReadSafetensors(Fixture("ar_v2w.io.safetensors")).value();
+  std::string log;
+  EXPECT_EQ(RunCommand(WfmTool() + " ar logits --config " + Fixture("ar_v2w.json"), &log), 2) << log;
+  EXPECT_EQ(RunCommand(WfmTool() + " ar logits --help", &log), 0);
+  EXPECT_NE(log.find("--incremental"), std::string::npos);
+  // no context for a cross-attention model
+  ASSERT_TRUE(wfm::WriteSafetensors(dir + "/noctx.safetensors", {{"tokens", io.at("tokens")}}).ok());
+  EXPECT_EQ(RunCommand(LogitsCmd("ar_v2w", dir + "/noctx.safetensors", dir + "/o.safetensors"), &log), 1);
+  EXPECT_NE(log.find("'context'"), std::string::npos) << log;
+  // token outside the vocabulary
+  ASSERT_TRUE(wfm::WriteSafetensors(dir + "/oov.safetensors",
+                                    {{"tokens", at::full({1, 4}, 100000, at::kLong)},
+                                     {"context", io.at("context").narrow(0, 0, 1)}})
+                  .ok());
+  EXPECT_EQ(RunCommand(LogitsCmd("ar_v2w", dir + "/oov.safetensors", dir + "/o.safetensors"), &log), 1);
+  EXPECT_NE(log.find("outside the vocabulary"), std::string::npos) << log;
+  // context overflow: more tokens than max_seq_len (48)
+  ASSERT_TRUE(wfm::WriteSafetensors(dir + "/long.safetensors",
+                                    {{"tokens", at::zeros({1, 60}, at::kLong)},
+                                     {"context", io.at("context").narrow(0, 0, 1)}})
+                  .ok());
+  EXPECT_EQ(RunCommand(LogitsCmd("ar_v2w", dir + "/long.safetensors", dir + "/o.safetensors"), &log), 1);
+  EXPECT_NE(log.find("context overflow"), std::string::npos) << log;
+  // weights of the other layout
+  EXPECT_EQ(RunCommand(WfmTool() + " ar logits --config " + Fixture("ar_v2w.json") + " --weights " +
+                           Fixture("ar_base.weights.safetensors") + " --input " + Fixture("ar_v2w.io.safetensors") +
+                           " --output " + dir + "/o.safetensors",
+                       &log),
+            1);
+  EXPECT_NE(log.find("cross_attention"), std::string::npos) << log;
+}
+
+}  // namespace
