@@ -2,11 +2,15 @@
 //   logits    run the network on stored tokens (full forward or prefill + KV-cache steps) — parity checks
 //   generate  Video2World / Text2World: prompt video (+ text) -> B futures as MP4
 //   train     teacher-forced training on tokenized clips (see train_ar.cc in the library)
+#include <cctype>
+#include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include "absl/strings/str_cat.h"
@@ -17,10 +21,13 @@
 #include "wfm/autoregressive/generate.h"
 #include "wfm/autoregressive/transformer.h"
 #include "wfm/autoregressive/weights.h"
+#include "wfm/autoregressive/world.h"
+#include "wfm/core/file_util.h"
 #include "wfm/core/logging.h"
 #include "wfm/core/runtime.h"
 #include "wfm/core/safetensors.h"
 #include "wfm/core/status.h"
+#include "wfm/core/video_io.h"
 
 namespace wfm::cli {
 namespace {
@@ -151,6 +158,206 @@ int RunLogits(int argc, char** argv) {
 
 WFM_REGISTER_COMMAND("ar logits", "run the AR world model on stored tokens (full or KV-cache incremental)",
                      RunLogits);
+
+// ------------------------------------------------------------------------------------------------ generate
+
+bool IsImagePath(const std::string& path) {
+  std::string ext = fs::path(path).extension().string();
+  for (char& ch : ext) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp" || ext == ".webp";
+}
+
+// The last `n` frames of a video (streamed: memory holds at most n + one chunk of frames), or an image.
+absl::StatusOr<at::Tensor> ReadPromptFrames(const std::string& path, int64_t n, double* fps) {
+  if (IsImagePath(path)) {
+    WFM_ASSIGN_OR_RETURN(at::Tensor img, ReadImage(path));
+    return img.unsqueeze(0);  // [1, H, W, 3]
+  }
+  WFM_ASSIGN_OR_RETURN(VideoInfo info, ProbeVideo(path));
+  if (info.fps.value() > 0) *fps = info.fps.value();
+  std::vector<at::Tensor> tail;
+  int64_t kept = 0;
+  WFM_ASSIGN_OR_RETURN(int64_t total, DecodeVideoStream(path, DecodeOptions{}, [&](const at::Tensor& chunk, int64_t) {
+    tail.push_back(chunk.clone());
+    kept += chunk.size(0);
+    while (!tail.empty() && kept - tail.front().size(0) >= n) {
+      kept -= tail.front().size(0);
+      tail.erase(tail.begin());
+    }
+    return absl::OkStatus();
+  }));
+  if (total == 0) return absl::InvalidArgumentError(absl::StrCat(path, ": no frames"));
+  at::Tensor all = at::cat(tail, 0);
+  return all.narrow(0, std::max<int64_t>(0, all.size(0) - n), std::min<int64_t>(n, all.size(0)));
+}
+
+struct GenerateArgs {
+  std::string config, weights, tokenizer_config, tokenizer_weights, text_encoder, text_embeddings;
+  std::string input_video, prompt, output, device = "cpu", dtype = "auto";
+  int64_t num_input_frames = 9, num_frames = 33, seed = 0, num_samples = 1, top_k = 0, window_context_frames = 0;
+  double temperature = 1.0, top_p = 0.8, fps = 24.0, guidance = 1.0;
+  bool random_init = false, save_tokens = false;
+};
+
+absl::StatusOr<TextContext> LoadTextContext(const ArConfig& config, const GenerateArgs& a) {
+  if (!a.text_embeddings.empty()) {
+    WFM_ASSIGN_OR_RETURN(TensorMap t, ReadSafetensors(a.text_embeddings));
+    if (!t.count("context"))
+      return absl::InvalidArgumentError(absl::StrCat(a.text_embeddings, ": missing tensor 'context' [1, L, D]"));
+    TextContext ctx{t.at("context").to(at::kFloat), t.count("context_mask") ? t.at("context_mask").to(at::kBool)
+                                                                             : at::Tensor()};
+    if (ctx.embeddings.dim() == 2) ctx.embeddings = ctx.embeddings.unsqueeze(0);
+    if (ctx.mask.defined() && ctx.mask.dim() == 1) ctx.mask = ctx.mask.unsqueeze(0);
+    WFM_RETURN_IF_ERROR(CheckTextContext(config, ctx, 1), a.text_embeddings);
+    return ctx;
+  }
+  if (!a.text_encoder.empty())
+    return absl::UnimplementedError("--text-encoder is not available in this build yet; pass --text-embeddings");
+  if (a.random_init) {
+    // Smoke tests without a text encoder: a fixed pseudo-embedding derived from the prompt.
+    WFM_LOG(WARNING) << "no text encoder: using a pseudo text embedding derived from the prompt (--random-init)";
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(std::hash<std::string>{}(a.prompt));
+    at::Tensor e = at::empty({1, 8, config.context_dim});
+    e.normal_(0, 1, gen);
+    return TextContext{e, at::ones({1, 8}, at::kBool)};
+  }
+  return absl::InvalidArgumentError(
+      "this model has cross-attention: give --text-encoder DIR with --prompt (or --text-embeddings FILE)");
+}
+
+absl::Status Generate(const GenerateArgs& a) {
+  WFM_ASSIGN_OR_RETURN(ArConfig config, LoadConfig(a.config));
+  WFM_ASSIGN_OR_RETURN(c10::Device device, ParseDevice(a.device));
+  c10::ScalarType dtype = at::kFloat;
+  if (a.dtype == "auto") {
+    dtype = device.is_cuda() ? config.Dtype() : at::kFloat;
+  } else {
+    WFM_ASSIGN_OR_RETURN(dtype, ParseDtype(a.dtype));
+  }
+  if (a.num_samples < 1) return absl::InvalidArgumentError("--num-samples must be >= 1");
+  const bool folder = a.num_samples > 1;
+  if (!folder && fs::path(a.output).extension().empty())
+    return absl::InvalidArgumentError(absl::StrCat("--output '", a.output, "' needs a video extension (.mp4)"));
+  if (a.input_video.empty() && a.num_input_frames > 0 && !config.HasBov())
+    return absl::InvalidArgumentError("give --input-video (this base model continues a video; Text2World needs a "
+                                      "Video2World model and --num-input-frames 0)");
+  if (a.tokenizer_config.empty()) return absl::InvalidArgumentError("give --tokenizer-config");
+  if (a.tokenizer_weights.empty() && !a.random_init)
+    return absl::InvalidArgumentError("give --tokenizer-weights (or --random-init)");
+
+  // Inputs first: bad input fails before any model is loaded.
+  double fps = a.fps;
+  at::Tensor frames;
+  const int64_t n_in = a.input_video.empty() ? 0 : a.num_input_frames;
+  if (n_in > 0) {
+    WFM_ASSIGN_OR_RETURN(frames, ReadPromptFrames(a.input_video, n_in, &fps));
+    if (frames.size(0) < n_in)
+      return absl::InvalidArgumentError(absl::StrCat(a.input_video, " has ", frames.size(0), " frames, fewer than the ",
+                                                     n_in, " requested by --num-input-frames"));
+  }
+  std::optional<TextContext> text;
+  if (config.insert_cross_attn) {
+    WFM_ASSIGN_OR_RETURN(text, LoadTextContext(config, a));
+  } else if (!a.prompt.empty()) {
+    WFM_LOG(WARNING) << "this model has no text conditioning; --prompt is ignored";
+  }
+
+  WFM_ASSIGN_OR_RETURN(ArTransformer net, LoadNet(config, a.weights, a.random_init, device, dtype));
+  WFM_ASSIGN_OR_RETURN(std::unique_ptr<VideoTokenCodec> codec,
+                       LoadTokenizerCodec(a.tokenizer_config, a.tokenizer_weights,
+                                          a.device));
+  WorldOptions o;
+  o.num_input_frames = n_in;
+  o.num_frames = a.num_frames;
+  o.generation.seed = static_cast<uint64_t>(a.seed);
+  o.generation.num_samples = a.num_samples;
+  o.generation.sampling = SamplingOptions{a.temperature, a.top_k, a.top_k > 0 ? 1.0 : a.top_p};
+  o.generation.window_context_frames = a.window_context_frames;
+  o.generation.guidance = a.guidance;
+  std::optional<TextContext> unconditional;
+  if (a.guidance != 1.0) {
+    if (!text) return absl::InvalidArgumentError("--guidance needs a text-conditioned model");
+    unconditional = TextContext{at::zeros_like(text->embeddings), at::ones({1, 1}, at::kBool)};
+    unconditional->embeddings = unconditional->embeddings.narrow(1, 0, 1);
+  }
+  WFM_ASSIGN_OR_RETURN(WorldResult r, GenerateWorld(*net, *codec, frames, text ? &*text : nullptr, o,
+                                                    unconditional ? &*unconditional : nullptr));
+  EncodeOptions enc;
+  enc.fps = fps;
+  std::vector<std::string> written;
+  if (folder) WFM_RETURN_IF_ERROR(MakeDirs(a.output));
+  for (int64_t b = 0; b < r.videos.size(0); ++b) {
+    const std::string path =
+        folder ? (fs::path(a.output) / absl::StrFormat("sample_%03d.mp4", b)).string() : a.output;
+    WFM_RETURN_IF_ERROR(WriteVideo(path, r.videos[b], enc));
+    written.push_back(path);
+  }
+  if (a.save_tokens) {
+    const std::string path = folder ? (fs::path(a.output) / "tokens.safetensors").string()
+                                    : fs::path(a.output).replace_extension(".tokens.safetensors").string();
+    WFM_RETURN_IF_ERROR(WriteSafetensors(path, {{"tokens", r.tokens}}, {{"seed", std::to_string(a.seed)}}));
+    written.push_back(path);
+  }
+  const auto& g = r.generation;
+  std::printf("generated %lld latent frames x %lld samples: prefill %lld tokens in %.2f s (%.0f tok/s), decode %lld "
+              "tokens x %lld samples in %.2f s (%.1f tok/s), %lld window slides; tokenizer encode %.2f s, decode "
+              "%.2f s\n",
+              static_cast<long long>(r.tokens.size(1)), static_cast<long long>(r.tokens.size(0)),
+              static_cast<long long>(g.prompt_tokens), g.prefill_seconds,
+              g.prompt_tokens / std::max(g.prefill_seconds, 1e-9), static_cast<long long>(g.generated_tokens),
+              static_cast<long long>(r.tokens.size(0)), g.decode_seconds,
+              g.generated_tokens * r.tokens.size(0) / std::max(g.decode_seconds, 1e-9),
+              static_cast<long long>(g.window_slides), r.encode_seconds, r.decode_seconds);
+  for (const auto& w : written) std::printf("wrote %s\n", w.c_str());
+  return absl::OkStatus();
+}
+
+int RunGenerate(int argc, char** argv) {
+  GenerateArgs a;
+  ArgParser p("wfm ar generate",
+              "Continue a video (Video2World) or start one from text (Text2World) with the autoregressive world "
+              "model: the last --num-input-frames frames are tokenized with the DV tokenizer, the remaining latent "
+              "frames are sampled token by token (raster order t, h, w), and the tokens are decoded to pixels. "
+              "With --num-samples B > 1, B different futures of the same prompt are generated in one batch and "
+              "written into the folder --output. Frames past the model's latent window are generated with a "
+              "sliding window over tokens.");
+  p.Option("config", &a.config, "AR model: reference parameter dict json or a preset (4B, 5B-Video2World, ...)", true)
+      .Option("weights", &a.weights, "AR weights (safetensors / model.pt)")
+      .Option("tokenizer-config", &a.tokenizer_config, "DV tokenizer config.json or preset (DV8x16x16-720p)", true)
+      .Option("tokenizer-weights", &a.tokenizer_weights, "DV tokenizer weights (dir / .jit / .pt / .safetensors)")
+      .Option("text-encoder", &a.text_encoder, "text encoder directory (T5) for --prompt (Video2World models)")
+      .Option("text-embeddings", &a.text_embeddings,
+              "precomputed text conditioning: safetensors with context [1, L, D] (+ context_mask [1, L])")
+      .Option("input-video", &a.input_video, "prompt video or image (resized to cover the model size, centre crop)")
+      .Option("num-input-frames", &a.num_input_frames, "prompt frames taken from the END of the input: 1 or 9 "
+                                                        "(any 1 + 8k); default 9")
+      .Option("num-frames", &a.num_frames, "output frames including the prompt: 1 + 8m (default 33)")
+      .Option("prompt", &a.prompt, "text prompt (Video2World models)")
+      .Option("seed", &a.seed, "random seed (same seed -> same video; sample i of a seed is batch-independent)")
+      .Option("num-samples", &a.num_samples, "B futures from the same prompt (default 1)")
+      .Option("temperature", &a.temperature, "sampling temperature (default 1.0; 0 = greedy)")
+      .Option("top-p", &a.top_p, "nucleus sampling threshold (default 0.8)")
+      .Option("top-k", &a.top_k, "top-k sampling instead of top-p (default off)")
+      .Option("guidance", &a.guidance, "classifier-free guidance scale on the text (default 1 = off)")
+      .Option("window-context-frames", &a.window_context_frames,
+              "latent frames kept as context when the window slides (default: window - 1)")
+      .Option("fps", &a.fps, "output frame rate when the input has none (default 24)")
+      .Option("output", &a.output, "OUT.mp4, or a folder for --num-samples > 1", true)
+      .Flag("save-tokens", &a.save_tokens, "also write the token grid (safetensors `tokens` [B, t, h, w])")
+      .Flag("random-init", &a.random_init, "random AR (and tokenizer) weights, for smoke tests")
+      .Option("device", &a.device, "cpu | cuda | cuda:N | auto (default cpu)")
+      .Option("dtype", &a.dtype, "auto (float32 on CPU, the config precision on GPU) | float32 | bfloat16")
+      .Epilog("example:\n  wfm ar generate --config 5B-Video2World --weights ckpt/model.pt \\\n"
+              "    --tokenizer-config DV8x16x16-720p --tokenizer-weights ckpt/DV8x16x16 --text-encoder ckpt/t5 \\\n"
+              "    --input-video in.mp4 --num-input-frames 9 --num-frames 33 --prompt \"a car turns left\" \\\n"
+              "    --seed 1 --num-samples 4 --output futures/\n");
+  if (auto rc = p.Parse(argc, argv)) return *rc;
+  const absl::Status s = Generate(a);
+  return s.ok() ? kExitOk : ReportError(s);
+}
+
+WFM_REGISTER_COMMAND("ar generate", "Video2World / Text2World with the AR world model (B futures, MP4 output)",
+                     RunGenerate);
 
 }  // namespace
 }  // namespace wfm::cli

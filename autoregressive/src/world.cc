@@ -12,7 +12,7 @@
 #include "wfm/core/status.h"
 #include "wfm/tokenizer/config.h"
 #include "wfm/tokenizer/network.h"
-#include "wfm/tokenizer/weights.h"
+#include "wfm/tokenizer/tokenizer.h"
 
 namespace wfm::ar {
 namespace {
@@ -20,28 +20,23 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double Seconds(Clock::time_point a) { return std::chrono::duration<double>(Clock::now() - a).count(); }
 
+// The tokenizer's serving facade: streaming (memory-bounded, equal to whole-clip) encode / decode.
 class TokenizerCodec final : public VideoTokenCodec {
  public:
-  TokenizerCodec(tokenizer::TokenizerNetwork net, c10::Device device) : net_(std::move(net)), device_(device) {}
-  int64_t vocab_size() const override { return net_->config().codebook_size(); }
-  int64_t temporal_compression() const override { return net_->config().temporal_compression; }
-  int64_t spatial_compression() const override { return net_->config().spatial_compression; }
+  explicit TokenizerCodec(std::unique_ptr<tokenizer::Tokenizer> tok) : tok_(std::move(tok)) {}
+  int64_t vocab_size() const override { return tok_->config().codebook_size(); }
+  int64_t temporal_compression() const override { return tok_->config().temporal_compression; }
+  int64_t spatial_compression() const override { return tok_->config().spatial_compression; }
   absl::StatusOr<at::Tensor> Encode(const at::Tensor& video) override {
-    return CatchToStatus("tokenizer encode", [&]() -> absl::StatusOr<at::Tensor> {
-      at::NoGradGuard g;
-      return net_->Encode(video.to(device_, at::kFloat)).indices.to(at::kCPU);
-    });
+    WFM_ASSIGN_OR_RETURN(tokenizer::EncodeResult r, tok_->Encode(video), "tokenizer encode");
+    return r.indices.to(at::kCPU);
   }
   absl::StatusOr<at::Tensor> Decode(const at::Tensor& indices) override {
-    return CatchToStatus("tokenizer decode", [&]() -> absl::StatusOr<at::Tensor> {
-      at::NoGradGuard g;
-      return net_->DecodeIndices(indices.to(device_, at::kLong)).to(at::kCPU, at::kFloat);
-    });
+    return tok_->Decode(indices.to(at::kLong));
   }
 
  private:
-  tokenizer::TokenizerNetwork net_;
-  c10::Device device_;
+  std::unique_ptr<tokenizer::Tokenizer> tok_;
 };
 
 // float [B, 3, T, H, W] in [-1, 1] -> uint8 [B, T, H, W, 3]
@@ -59,20 +54,24 @@ absl::StatusOr<std::unique_ptr<VideoTokenCodec>> LoadTokenizerCodec(const std::s
   if (!tc.is_video() || !tc.is_discrete())
     return absl::InvalidArgumentError(absl::StrCat("the AR world model needs a discrete video (DV) tokenizer; '",
                                                    config, "' is ", tc.name));
-  WFM_ASSIGN_OR_RETURN(c10::Device dev, ParseDevice(device));
-  tokenizer::TokenizerNetwork net(tc);
+  tokenizer::TokenizerOptions opts;
+  opts.device = device;
+  std::unique_ptr<tokenizer::Tokenizer> tok;
   if (!weights.empty()) {
-    WFM_RETURN_IF_ERROR(tokenizer::LoadTokenizerWeights(*net, weights, tokenizer::WeightsPart::kAll).status(),
-                        "tokenizer weights");
+    WFM_ASSIGN_OR_RETURN(tok, tokenizer::Tokenizer::Create(tc, weights, opts), "tokenizer weights");
   } else {
-    WFM_LOG(WARNING) << "tokenizer: random weights (no --tokenizer-weights); output is noise";
+    WFM_LOG(WARNING) << "tokenizer: random weights (no tokenizer weights given); decoded pixels are noise";
+    WFM_ASSIGN_OR_RETURN(c10::Device dev, ParseDevice(device));
+    WFM_ASSIGN_OR_RETURN(tokenizer::TokenizerNetwork net,
+                         CatchToStatus("building the tokenizer", [&]() -> absl::StatusOr<tokenizer::TokenizerNetwork> {
+                           tokenizer::TokenizerNetwork n(tc);
+                           n->eval();
+                           n->to(dev);
+                           return n;
+                         }));
+    WFM_ASSIGN_OR_RETURN(tok, tokenizer::Tokenizer::FromNetwork(net, opts));
   }
-  net->eval();
-  WFM_RETURN_IF_ERROR(CatchToStatus("moving the tokenizer", [&]() {
-    net->to(dev);
-    return absl::OkStatus();
-  }));
-  return std::unique_ptr<VideoTokenCodec>(new TokenizerCodec(net, dev));
+  return std::unique_ptr<VideoTokenCodec>(new TokenizerCodec(std::move(tok)));
 }
 
 at::Tensor ResizeCoverCrop(const at::Tensor& frames, int64_t h, int64_t w) {

@@ -5,6 +5,7 @@
 
 #include "test_support.h"
 #include "wfm/core/safetensors.h"
+#include "wfm/core/video_io.h"
 
 namespace {
 
@@ -73,6 +74,64 @@ TEST(ArCli, LogitsBadInputs) {
                        &log),
             1);
   EXPECT_NE(log.find("cross_attention"), std::string::npos) << log;
+}
+
+}  // namespace
+
+namespace {
+
+std::string TinyTokenizer() {
+  return wfm::testing::SourceDir() + "/tests/autoregressive/data/dv_tiny_tokenizer.json";
+}
+
+std::string GenerateCmd(const std::string& extra) {
+  return WfmTool() + " ar generate --config tiny --random-init --tokenizer-config " + TinyTokenizer() +
+         " --threads 1 " + extra;
+}
+
+TEST(ArCli, GenerateSmokeMultiverseFolderAndSingleFile) {
+  const std::string video = SharedPath("media/vtest.avi");
+  WFM_REQUIRE_FILE(video);
+  const std::string dir = TempDir();
+  std::string log;
+  // tiny model (latent 3x4x4) + tiny DV tokenizer (8x16x16, 512 codes): 9 prompt frames -> 17 frames of 64x64
+  ASSERT_EQ(RunCommand(GenerateCmd("--input-video " + video + " --num-input-frames 9 --num-frames 17 --seed 3 " +
+                                   "--num-samples 2 --save-tokens --output " + dir + "/futures"),
+                       &log),
+            0)
+      << log;
+  for (const char* f : {"/futures/sample_000.mp4", "/futures/sample_001.mp4", "/futures/tokens.safetensors"})
+    EXPECT_TRUE(wfm::testing::FileExists(dir + f)) << f << "\n" << log;
+  const at::Tensor tokens = wfm::ReadSafetensors(dir + "/futures/tokens.safetensors").value().at("tokens");
+  EXPECT_EQ(tokens.sizes(), at::IntArrayRef({2, 3, 4, 4}));
+  EXPECT_TRUE(at::equal(tokens[0][0], tokens[1][0])) << "both futures share the prompt frame";
+  std::string info;
+  ASSERT_EQ(RunCommand(WfmTool() + " info " + dir + "/futures/sample_001.mp4", &info), 0) << info;
+  EXPECT_NE(info.find("\"width\":64"), std::string::npos) << info;
+  EXPECT_NE(info.find("\"num_frames\":17"), std::string::npos) << info;
+}
+
+TEST(ArCli, GenerateBadInputs) {
+  const std::string video = SharedPath("media/vtest.avi");
+  WFM_REQUIRE_FILE(video);
+  const std::string dir = TempDir();
+  std::string log;
+  // a prompt video shorter than the requested prompt frames
+  ASSERT_TRUE(wfm::WriteVideo(dir + "/short.mp4", at::zeros({3, 64, 64, 3}, at::kByte)).ok());
+  EXPECT_EQ(RunCommand(GenerateCmd("--input-video " + dir + "/short.mp4 --num-input-frames 9 --output " + dir +
+                                   "/o.mp4"),
+                       &log),
+            1);
+  EXPECT_NE(log.find("fewer than the 9 requested"), std::string::npos) << log;
+  EXPECT_EQ(RunCommand(GenerateCmd("--input-video " + dir + "/missing.mp4 --output " + dir + "/o.mp4"), &log), 1);
+  EXPECT_EQ(RunCommand(GenerateCmd("--input-video " + video + " --num-frames 20 --output " + dir + "/o.mp4"), &log),
+            1);
+  EXPECT_NE(log.find("1 + k*8"), std::string::npos) << log;
+  EXPECT_EQ(RunCommand(GenerateCmd("--input-video " + video + " --output " + dir + "/noext"), &log), 1);
+  EXPECT_NE(log.find("extension"), std::string::npos) << log;
+  EXPECT_EQ(RunCommand(GenerateCmd("--output " + dir + "/o.mp4"), &log), 1);  // base model without a prompt video
+  EXPECT_NE(log.find("--input-video"), std::string::npos) << log;
+  EXPECT_EQ(RunCommand(WfmTool() + " ar generate --config tiny --output x.mp4", &log), 2) << log;  // no tokenizer
 }
 
 }  // namespace
