@@ -27,6 +27,7 @@
 #include "wfm/core/runtime.h"
 #include "wfm/core/safetensors.h"
 #include "wfm/core/status.h"
+#include "wfm/core/text/text_encoder.h"
 #include "wfm/core/video_io.h"
 
 namespace wfm::cli {
@@ -211,8 +212,20 @@ absl::StatusOr<TextContext> LoadTextContext(const ArConfig& config, const Genera
     WFM_RETURN_IF_ERROR(CheckTextContext(config, ctx, 1), a.text_embeddings);
     return ctx;
   }
-  if (!a.text_encoder.empty())
-    return absl::UnimplementedError("--text-encoder is not available in this build yet; pass --text-embeddings");
+  if (!a.text_encoder.empty()) {
+    text::LoadTextEncoderOptions to;
+    to.device = a.device;
+    WFM_ASSIGN_OR_RETURN(std::unique_ptr<text::TextEncoder> enc, text::LoadTextEncoder(a.text_encoder, to),
+                         "--text-encoder");
+    if (enc->dim() != config.context_dim)
+      return absl::InvalidArgumentError(absl::StrCat("text encoder '", a.text_encoder, "' gives ", enc->dim(),
+                                                     "-dim embeddings, the model's context_dim is ",
+                                                     config.context_dim));
+    WFM_ASSIGN_OR_RETURN(text::TextEmbeddings e, enc->Encode({a.prompt, ""}), "encoding the prompt");
+    // The reference Video2World pipeline attends over all padded positions (context_mask = ones; padded rows of
+    // the T5 output are zero), so the mask is all true here as well.
+    return TextContext{e.embeddings.to(at::kCPU, at::kFloat), at::ones({2, e.embeddings.size(1)}, at::kBool)};
+  }
   if (a.random_init) {
     // Smoke tests without a text encoder: a fixed pseudo-embedding derived from the prompt.
     WFM_LOG(WARNING) << "no text encoder: using a pseudo text embedding derived from the prompt (--random-init)";
@@ -255,9 +268,17 @@ absl::Status Generate(const GenerateArgs& a) {
       return absl::InvalidArgumentError(absl::StrCat(a.input_video, " has ", frames.size(0), " frames, fewer than the ",
                                                      n_in, " requested by --num-input-frames"));
   }
-  std::optional<TextContext> text;
+  std::optional<TextContext> text, unconditional;
   if (config.insert_cross_attn) {
-    WFM_ASSIGN_OR_RETURN(text, LoadTextContext(config, a));
+    WFM_ASSIGN_OR_RETURN(TextContext both, LoadTextContext(config, a));
+    const auto row = [&](int64_t i) {
+      return TextContext{both.embeddings.narrow(0, i, 1), both.mask.defined() ? both.mask.narrow(0, i, 1) : at::Tensor()};
+    };
+    text = row(0);
+    // unconditional branch for --guidance: the empty prompt when a text encoder is used, else zeros
+    unconditional = both.embeddings.size(0) > 1
+                        ? row(1)
+                        : TextContext{at::zeros({1, 1, config.context_dim}), at::ones({1, 1}, at::kBool)};
   } else if (!a.prompt.empty()) {
     WFM_LOG(WARNING) << "this model has no text conditioning; --prompt is ignored";
   }
@@ -274,14 +295,9 @@ absl::Status Generate(const GenerateArgs& a) {
   o.generation.sampling = SamplingOptions{a.temperature, a.top_k, a.top_k > 0 ? 1.0 : a.top_p};
   o.generation.window_context_frames = a.window_context_frames;
   o.generation.guidance = a.guidance;
-  std::optional<TextContext> unconditional;
-  if (a.guidance != 1.0) {
-    if (!text) return absl::InvalidArgumentError("--guidance needs a text-conditioned model");
-    unconditional = TextContext{at::zeros_like(text->embeddings), at::ones({1, 1}, at::kBool)};
-    unconditional->embeddings = unconditional->embeddings.narrow(1, 0, 1);
-  }
+  if (a.guidance != 1.0 && !text) return absl::InvalidArgumentError("--guidance needs a text-conditioned model");
   WFM_ASSIGN_OR_RETURN(WorldResult r, GenerateWorld(*net, *codec, frames, text ? &*text : nullptr, o,
-                                                    unconditional ? &*unconditional : nullptr));
+                                                    a.guidance != 1.0 ? &*unconditional : nullptr));
   EncodeOptions enc;
   enc.fps = fps;
   std::vector<std::string> written;
