@@ -18,26 +18,11 @@ extern "C" {
 #include <libswscale/swscale.h>
 }
 
+#include "wfm/core/ffmpeg_ptr.h"
 #include "wfm/core/status.h"
 
 namespace wfm::curation {
 namespace {
-
-struct FormatCloser {
-  void operator()(AVFormatContext* c) const { avformat_close_input(&c); }
-};
-struct CodecFreer {
-  void operator()(AVCodecContext* c) const { avcodec_free_context(&c); }
-};
-struct FrameFreer {
-  void operator()(AVFrame* f) const { av_frame_free(&f); }
-};
-struct PacketFreer {
-  void operator()(AVPacket* p) const { av_packet_free(&p); }
-};
-struct SwsFreer {
-  void operator()(SwsContext* c) const { sws_freeContext(c); }
-};
 
 // In-memory input for avio.
 struct MemoryInput {
@@ -91,11 +76,11 @@ bool HasDirectLuma(AVPixelFormat f) {
 }  // namespace
 
 struct VideoDecoder::Impl {
-  std::unique_ptr<AVFormatContext, FormatCloser> fmt;
-  std::unique_ptr<AVCodecContext, CodecFreer> codec;
-  std::unique_ptr<AVFrame, FrameFreer> frame;    // the frame exposed by DecodedFrame
-  std::unique_ptr<AVFrame, FrameFreer> pending;  // decoded, waiting for its slot (constant frame rate)
-  std::unique_ptr<AVPacket, PacketFreer> packet;
+  AVFormatInputPtr fmt;
+  AVCodecContextPtr codec;
+  AVFramePtr frame;    // the frame exposed by DecodedFrame
+  AVFramePtr pending;  // decoded, waiting for its slot (constant frame rate)
+  AVPacketPtr packet;
   bool have_pending = false, cfr = true;
   int64_t repeats_left = 0;
   double fps = 25.0;
@@ -108,7 +93,7 @@ struct VideoDecoder::Impl {
   bool demux_done = false, flushed = false;
   std::string name;
   // Conversion cache: (src fmt, src w, src h, dst fmt, dst w, dst h, src full range) -> context.
-  std::map<std::tuple<int, int, int, int, int, int, bool>, std::unique_ptr<SwsContext, SwsFreer>> sws;
+  std::map<std::tuple<int, int, int, int, int, int, bool>, SwsContextPtr> sws;
   std::vector<uint8_t> luma;  // converted luma for formats without a direct plane
   int64_t luma_index = -1;
 
@@ -135,7 +120,7 @@ struct VideoDecoder::Impl {
     int cs = f->colorspace == AVCOL_SPC_BT709 ? SWS_CS_ITU709 : SWS_CS_ITU601;
     sws_setColorspaceDetails(c, sws_getCoefficients(cs), full ? 1 : 0, sws_getCoefficients(SWS_CS_ITU601), 1, 0,
                              1 << 16, 1 << 16);
-    sws.emplace(key, std::unique_ptr<SwsContext, SwsFreer>(c));
+    sws.emplace(key, SwsContextPtr(c));
     return c;
   }
 
