@@ -605,3 +605,52 @@ at::Tensor PredictConstantVelocity(const at::Tensor& context, const std::vector<
 }
 
 }  // namespace wfm::world
+
+// ---- dataset writer ----
+#include <filesystem>
+
+#include "absl/strings/str_format.h"
+#include "wfm/core/file_util.h"
+#include "wfm/core/progress.h"
+#include "wfm/core/status.h"
+#include "wfm/core/video_io.h"
+
+namespace wfm::world {
+
+absl::StatusOr<std::vector<std::string>> WriteWorldDataset(const std::string& dir, const WorldOptions& world,
+                                                           const DatasetOptions& options) {
+  if (options.num_clips < 0) return absl::InvalidArgumentError("world dataset: num_clips must be >= 0");
+  if (world.width < 16 || world.height < 16 || world.num_frames < 1 || !(world.fps > 0)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "world dataset: invalid clip shape %dx%d, %d frames at %g fps (need >= 16x16, >= 1 frame, fps > 0)",
+        world.width, world.height, world.num_frames, world.fps));
+  }
+  WFM_RETURN_IF_ERROR(MakeDirs(dir));
+  ProgressOptions po;
+  po.quiet = options.quiet;
+  Progress progress("world", options.num_clips, "clips", po);
+  std::vector<std::string> paths;
+  for (int i = 0; i < options.num_clips; ++i) {
+    const std::string base = absl::StrFormat("%s/%s%06d", dir, options.prefix, i);
+    const std::string video = base + ".mp4", caption = base + ".txt", tracks = base + ".tracks.json";
+    paths.push_back(video);
+    // The tracks file is written last: its presence marks a complete clip.
+    if (std::filesystem::exists(tracks) && std::filesystem::exists(video) && std::filesystem::exists(caption)) {
+      progress.Add(1);
+      continue;
+    }
+    Clip clip = SimulateClip(world, options.seed + static_cast<uint64_t>(i));
+    EncodeOptions eo;
+    eo.fps = world.fps;
+    eo.crf = options.crf;
+    eo.preset = "medium";
+    WFM_RETURN_IF_ERROR(WriteVideo(video, clip.frames, eo), "writing world clip ", video);
+    WFM_RETURN_IF_ERROR(WriteFileAtomically(caption, clip.caption + "\n"));
+    WFM_RETURN_IF_ERROR(WriteFileAtomically(tracks, clip.ToJson().dump(1)));
+    progress.Add(1);
+  }
+  progress.Finish();
+  return paths;
+}
+
+}  // namespace wfm::world

@@ -205,3 +205,48 @@ TEST(WorldBaselineTest, ConstantVelocityWithOneContextFrameIsStatic) {
 
 }  // namespace
 }  // namespace wfm::world
+
+#include <filesystem>
+
+#include "wfm/core/file_util.h"
+#include "wfm/core/video_io.h"
+
+namespace wfm::world {
+namespace {
+
+TEST(WorldDatasetTest, WritesDecodableClipsCaptionsAndTracksAndResumes) {
+  std::string dir = testing::TempDir() + "/world";
+  WorldOptions wo;
+  wo.num_frames = 17;
+  DatasetOptions d;
+  d.num_clips = 2;
+  d.seed = 40;
+  d.quiet = true;
+  WFM_ASSERT_OK_AND_ASSIGN(auto paths, WriteWorldDataset(dir, wo, d));
+  ASSERT_EQ(paths.size(), 2u);
+  for (int i = 0; i < 2; ++i) {
+    Clip clip = SimulateClip(wo, 40 + i);
+    WFM_ASSERT_OK_AND_ASSIGN(at::Tensor frames, DecodeVideo(paths[i]));
+    ASSERT_EQ(frames.sizes(), clip.frames.sizes());
+    // Near-lossless H.264: the decoded clip is within a few grey levels of the render.
+    double mse = (frames.to(at::kDouble) - clip.frames.to(at::kDouble)).pow(2).mean().item<double>();
+    EXPECT_GT(10 * std::log10(255.0 * 255.0 / std::max(mse, 1e-10)), 35.0);
+    std::string base = paths[i].substr(0, paths[i].size() - 4);
+    WFM_ASSERT_OK_AND_ASSIGN(std::string caption, ReadFile(base + ".txt"));
+    EXPECT_EQ(caption, clip.caption + "\n");
+    WFM_ASSERT_OK_AND_ASSIGN(std::string tracks, ReadFile(base + ".tracks.json"));
+    EXPECT_EQ(nlohmann::json::parse(tracks)["objects"].size(), clip.tracks.size());
+  }
+  // A second run keeps complete clips untouched and regenerates a clip whose tracks file is missing.
+  auto mtime = std::filesystem::last_write_time(paths[0]);
+  std::filesystem::remove(paths[1].substr(0, paths[1].size() - 4) + ".tracks.json");
+  WFM_ASSERT_OK(WriteWorldDataset(dir, wo, d).status());
+  EXPECT_EQ(std::filesystem::last_write_time(paths[0]), mtime);
+  EXPECT_TRUE(std::filesystem::exists(paths[1].substr(0, paths[1].size() - 4) + ".tracks.json"));
+  // Bad options are errors, not crashes.
+  wo.width = 4;
+  EXPECT_EQ(WriteWorldDataset(dir, wo, d).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace wfm::world

@@ -19,6 +19,8 @@
 #include <ATen/core/Tensor.h>
 #include <nlohmann/json_fwd.hpp>
 
+#include "absl/status/statusor.h"
+
 namespace wfm::world {
 
 struct Rgb {
@@ -93,6 +95,19 @@ struct Detection {
 };
 std::vector<Detection> DetectObjects(const at::Tensor& frame_hw3_u8, const std::vector<Rgb>& colors,
                                      int64_t min_pixels = 4);
+
+// Writes `num_clips` clips (seeds seed, seed+1, ...) into `dir` as NAME.mp4 (H.264, near-lossless CRF),
+// NAME.txt (the caption: the sidecar the curation pipeline reads) and NAME.tracks.json (Clip::ToJson), with
+// progress. NAME = PREFIX + 6-digit index. Returns the video paths. Existing complete clips are kept (resume).
+struct DatasetOptions {
+  int num_clips = 16;
+  uint64_t seed = 0;
+  std::string prefix = "world_";
+  int crf = 12;
+  bool quiet = false;  // no progress line
+};
+absl::StatusOr<std::vector<std::string>> WriteWorldDataset(const std::string& dir, const WorldOptions& world,
+                                                           const DatasetOptions& options);
 
 // Baseline predictors for the world's future frames, given context frames uint8 [Tc, H, W, 3] (Tc >= 1):
 // - copy-last-frame: every future frame equals the last context frame;
