@@ -222,6 +222,15 @@ absl::StatusOr<DiTConfig> DiTConfig::FromJsonFile(const std::string& path) {
   return c;
 }
 
+absl::StatusOr<DiTConfig> DiTConfig::FromPresetOrFile(const std::string& name_or_path) {
+  auto preset = Preset(name_or_path);
+  if (preset.ok()) return preset;
+  if (absl::EndsWith(name_or_path, ".json") || name_or_path.find('/') != std::string::npos)
+    return FromJsonFile(name_or_path);
+  return absl::InvalidArgumentError(absl::StrCat("'", name_or_path, "' is neither a DiT preset (",
+                                                 absl::StrJoin(PresetNames(), ", "), ") nor a .json file"));
+}
+
 nlohmann::json DiTConfig::ToJson() const {
   nlohmann::json j;
 #define WFM_DIT_PUT(name) j[#name] = name

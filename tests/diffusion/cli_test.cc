@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 
 #include "test_support.h"
+#include "wfm/core/file_util.h"
 #include "wfm/core/safetensors.h"
+#include "wfm/core/video_io.h"
+#include "wfm/tokenizer/config.h"
 
 namespace {
 
@@ -55,6 +58,69 @@ TEST(DiffusionCli, ForwardBadInputs) {
                        &log),
             1);
   EXPECT_NE(log.find("x_embedder.proj.1.weight"), std::string::npos) << log;
+}
+
+}  // namespace
+
+namespace {
+
+// `wfm diffusion generate` smoke runs with random weights (tiny DiT; the CV8x8x8 tokenizer at 32x32).
+std::string Generate(const std::string& args) {
+  return WfmTool() + " diffusion generate --random-init --tokenizer-config CV8x8x8 --height 32 --width 32 --steps 2 "
+                     "--device cpu " + args;
+}
+
+TEST(DiffusionCli, GenerateTextToWorldAndVideoToWorldSmoke) {
+  const std::string dir = TempDir();
+  std::string log;
+  ASSERT_EQ(RunCommand(Generate("--config tiny --num-frames 9 --output " + dir + "/t2w.mp4"), &log), 0) << log;
+  WFM_ASSERT_OK_AND_ASSIGN(wfm::VideoInfo info, wfm::ProbeVideo(dir + "/t2w.mp4", /*exact=*/true));
+  EXPECT_EQ(info.num_frames, 9);
+  EXPECT_EQ(info.width, 32);
+  // Video2World from the last frame of that video, extended past one clip in latent space, two samples.
+  ASSERT_EQ(RunCommand(Generate("--config tiny-video2world --input-video " + dir + "/t2w.mp4 --num-input-frames 1 "
+                                "--num-frames 25 --clip-frames 17 --overlap-frames 1 --num-samples 2 --save-latents " +
+                                dir + "/lat.safetensors --output " + dir + "/v2w.mp4"),
+                       &log),
+            0)
+      << log;
+  WFM_ASSERT_OK_AND_ASSIGN(info, wfm::ProbeVideo(dir + "/v2w_1.mp4", /*exact=*/true));
+  EXPECT_EQ(info.num_frames, 25);
+  const at::Tensor lat = wfm::ReadSafetensors(dir + "/lat.safetensors").value().at("latent");
+  EXPECT_EQ(lat.sizes(), (std::vector<int64_t>{2, 16, 4, 4, 4}));
+}
+
+TEST(DiffusionCli, GenerateBadInputs) {
+  const std::string dir = TempDir();
+  std::string log;
+  // Unsupported frame count: the message says which counts work.
+  EXPECT_EQ(RunCommand(Generate("--config tiny --num-frames 20 --output " + dir + "/o.mp4"), &log), 1);
+  EXPECT_NE(log.find("1 + k*8"), std::string::npos) << log;
+  // A prompt without a text encoder.
+  EXPECT_EQ(RunCommand(Generate("--config tiny --num-frames 9 --prompt 'a red ball' --output " + dir + "/o.mp4"), &log),
+            1);
+  EXPECT_NE(log.find("text encoder"), std::string::npos) << log;
+  // Tokenizer latent channels vs the DiT.
+  wfm::tokenizer::TokenizerConfig t = wfm::tokenizer::TokenizerConfig::Preset("CV8x8x8").value();
+  t.latent_channels = t.z_channels = 8;
+  ASSERT_TRUE(wfm::WriteFileAtomically(dir + "/tok8.json", t.ToJsonString()).ok());
+  EXPECT_EQ(RunCommand(WfmTool() + " diffusion generate --config tiny --random-init --tokenizer-config " + dir +
+                           "/tok8.json --num-frames 9 --output " + dir + "/o.mp4",
+                       &log),
+            1);
+  EXPECT_NE(log.find("latent shape mismatch"), std::string::npos) << log;
+  // Input frames for a Text2World network.
+  EXPECT_EQ(RunCommand(Generate("--config tiny --input-video " + dir + "/none.mp4 --num-frames 17 --output " + dir +
+                                "/o.mp4"),
+                       &log),
+            1);
+  EXPECT_NE(log.find("Video2World"), std::string::npos) << log;
+  // Size beyond the DiT's position tables.
+  EXPECT_EQ(RunCommand(WfmTool() + " diffusion generate --config tiny --random-init --tokenizer-config CV8x8x8 "
+                                   "--num-frames 9 --height 1024 --width 64 --output " + dir + "/o.mp4",
+                       &log),
+            1);
+  EXPECT_NE(log.find("maximum"), std::string::npos) << log;
 }
 
 }  // namespace

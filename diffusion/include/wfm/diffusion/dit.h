@@ -94,6 +94,8 @@ struct DiTConfig {
   // (the fixture json layout).
   static absl::StatusOr<DiTConfig> FromJson(const nlohmann::json& json);
   static absl::StatusOr<DiTConfig> FromJsonFile(const std::string& path);
+  // A preset name, or else a json file path.
+  static absl::StatusOr<DiTConfig> FromPresetOrFile(const std::string& name_or_path);
   nlohmann::json ToJson() const;
 };
 
