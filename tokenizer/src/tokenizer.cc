@@ -12,6 +12,7 @@
 #include "wfm/core/logging.h"
 #include "wfm/core/runtime.h"
 #include "wfm/core/status.h"
+#include "jit_backend.h"
 
 namespace wfm::tokenizer {
 namespace {
@@ -214,12 +215,21 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Create(const TokenizerConf
   t->config_ = config;
   WFM_ASSIGN_OR_RETURN(t->device_, ParseDevice(options.device));
   WFM_ASSIGN_OR_RETURN(t->dtype_, ParseDtype(options.dtype, t->device_));
+  if (config.is_discrete()) t->fsq_ = FSQuantizer(config.levels);
+  if (options.backend == "torchscript") {
+    WFM_ASSIGN_OR_RETURN(std::vector<std::string> files, ResolveTokenizerWeights(weights));
+    WFM_ASSIGN_OR_RETURN(t->jit_, internal::JitBackend::Load(files, config, t->device_, t->dtype_));
+    return t;
+  }
+  if (options.backend != "native")
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown backend \"", options.backend, "\" (expected native or torchscript)"));
   WFM_RETURN_IF_ERROR(CatchToStatus("building the tokenizer network", [&]() -> absl::Status {
     t->net_ = TokenizerNetwork(config);
     return absl::OkStatus();
   }));
-  WFM_ASSIGN_OR_RETURN(LoadSummary summary, LoadTokenizerWeights(*t->net_, weights, options.part, options.use_ema));
-  WFM_LOG(DEBUG) << "loaded " << summary.tensors << " tensors (" << summary.elements << " values) from " << weights;
+  WFM_ASSIGN_OR_RETURN(LoadReport report, LoadTokenizerWeights(*t->net_, weights, options.part, options.use_ema));
+  WFM_LOG(DEBUG) << report.Summary();
   WFM_RETURN_IF_ERROR(CatchToStatus("moving the tokenizer to the device", [&]() -> absl::Status {
     t->net_->eval();
     MoveNetwork(*t->net_, t->device_, t->dtype_);
@@ -233,44 +243,121 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromNetwork(TokenizerNetwo
   std::unique_ptr<Tokenizer> t(new Tokenizer());
   t->config_ = network->config();
   t->net_ = network;
+  if (t->config_.is_discrete()) t->fsq_ = network->quantizer;
   auto params = network->parameters();
   if (!params.empty()) t->device_ = params[0].device(), t->dtype_ = params[0].scalar_type();
   (void)options;
   return t;
 }
 
-at::Tensor Tokenizer::EncodeMomentsTiled(const at::Tensor& x, const ServeOptions& o, std::vector<CausalCache>* caches) {
-  const int64_t S = config_.spatial_compression;
-  const int64_t tile = o.tile > 0 ? RoundUp(o.tile, S) : 0;
-  int64_t overlap = o.tile_overlap >= 0 ? RoundUp(o.tile_overlap, S) : RoundUp(tile / 4, S);
-  if (tile > 0 && overlap >= tile) overlap = tile - S;
-  const bool video = config_.is_video();
-  auto run = [&](const at::Tensor& t, size_t index) {
-    CausalCache* cache = nullptr;
-    if (video && caches != nullptr) {
-      while (caches->size() <= index) caches->emplace_back(o.attention_window);
-      cache = &(*caches)[index];
-    }
-    return net_->EncodeMoments(t.to(device_, dtype_), cache);
-  };
-  return TiledApply(x, tile, overlap, 1, S, run);
+namespace {
+struct TilePlan {
+  int64_t tile = 0, overlap = 0;  // in input units of the op (pixels for encode, latent pixels for decode)
+};
+TilePlan EncodeTiles(const ServeOptions& o, int64_t S) {
+  TilePlan p;
+  if (o.tile <= 0) return p;
+  p.tile = RoundUp(o.tile, S);
+  p.overlap = o.tile_overlap >= 0 ? RoundUp(o.tile_overlap, S) : RoundUp(p.tile / 4, S);
+  if (p.overlap >= p.tile) p.overlap = p.tile - S;
+  return p;
+}
+TilePlan DecodeTiles(const ServeOptions& o, int64_t S) {
+  TilePlan p = EncodeTiles(o, S);
+  p.tile /= S, p.overlap /= S;
+  return p;
+}
+// Status -> exception inside TiledApply callbacks (CatchToStatus turns it back).
+template <typename T>
+T ValueOrThrow(absl::StatusOr<T> s) {
+  if (!s.ok()) throw std::runtime_error(std::string(s.status().message()));
+  return std::move(*s);
+}
+}  // namespace
+
+std::string Tokenizer::Describe() const {
+  if (jit_) return jit_->Describe();
+  int64_t n = 0;
+  for (const auto& p : net_->parameters()) n += p.numel();
+  return absl::StrCat("native ", config_.name, " network, ", n, " parameters, ", device_.str(), " ",
+                      c10::toString(dtype_));
 }
 
-at::Tensor Tokenizer::DecodeTiled(const at::Tensor& latent, const ServeOptions& o, std::vector<CausalCache>* caches) {
+absl::StatusOr<at::Tensor> Tokenizer::IndicesToCodes(const at::Tensor& indices) const {
+  if (!config_.is_discrete()) return absl::InvalidArgumentError("integer indices given to a continuous tokenizer");
+  if (indices.numel() > 0) {
+    const int64_t lo = indices.min().item<int64_t>(), hi = indices.max().item<int64_t>();
+    if (lo < 0 || hi >= config_.codebook_size())
+      return absl::InvalidArgumentError(absl::StrCat("indices out of range [0, ", config_.codebook_size(), ") (min ",
+                                                     lo, ", max ", hi, ")"));
+  }
+  return fsq_->IndicesToCodes(indices.cpu());
+}
+
+absl::StatusOr<EncodeResult> Tokenizer::EncodeChunk(const at::Tensor& x, const ServeOptions& o,
+                                                    std::vector<CausalCache>* caches) {
   const int64_t S = config_.spatial_compression;
-  const int64_t tile = o.tile > 0 ? RoundUp(o.tile, S) / S : 0;
-  int64_t overlap = o.tile_overlap >= 0 ? RoundUp(o.tile_overlap, S) / S : RoundUp(RoundUp(o.tile, S) / 4, S) / S;
-  if (tile > 0 && overlap >= tile) overlap = tile - 1;
-  const bool video = config_.is_video();
-  auto run = [&](const at::Tensor& t, size_t index) {
-    CausalCache* cache = nullptr;
-    if (video && caches != nullptr) {
-      while (caches->size() <= index) caches->emplace_back(o.attention_window);
-      cache = &(*caches)[index];
+  const TilePlan tp = EncodeTiles(o, S);
+  return CatchToStatus("encoding", [&]() -> absl::StatusOr<EncodeResult> {
+    c10::InferenceMode guard;
+    EncodeResult r;
+    if (jit_) {
+      const bool tiled = TileStarts(x.size(-2), tp.tile, tp.overlap).size() > 1 ||
+                         TileStarts(x.size(-1), tp.tile, tp.overlap).size() > 1;
+      if (tiled && config_.is_discrete())
+        return absl::FailedPreconditionError(
+            "tiled encoding of a discrete tokenizer blends before quantisation and needs the native backend");
+      if (config_.is_discrete()) {
+        WFM_ASSIGN_OR_RETURN(auto e, jit_->Encode(x));
+        r.indices = e.first.cpu();
+        r.latent = e.second.to(at::kCPU, at::kFloat);
+      } else {
+        r.latent = TiledApply(x, tp.tile, tp.overlap, 1, S, [&](const at::Tensor& t, size_t) {
+                     return ValueOrThrow(jit_->Encode(t)).first;
+                   }).to(at::kCPU, at::kFloat);
+      }
+      return r;
     }
-    return net_->Decode(t.to(device_, dtype_), cache);
-  };
-  return TiledApply(latent, tile, overlap, S, 1, run);
+    const bool video = config_.is_video();
+    auto run = [&](const at::Tensor& t, size_t index) {
+      CausalCache* cache = nullptr;
+      if (video && caches != nullptr) {
+        while (caches->size() <= index) caches->emplace_back(o.attention_window);
+        cache = &(*caches)[index];
+      }
+      return net_->EncodeMoments(t.to(device_, dtype_), cache);
+    };
+    auto q = net_->Quantize(TiledApply(x, tp.tile, tp.overlap, 1, S, run).to(at::kFloat));
+    r.latent = q.latent.to(at::kCPU, at::kFloat);
+    if (q.indices.defined()) r.indices = q.indices.cpu();
+    return r;
+  });
+}
+
+absl::StatusOr<at::Tensor> Tokenizer::DecodeChunk(const at::Tensor& latent, const ServeOptions& o,
+                                                  std::vector<CausalCache>* caches) {
+  const int64_t S = config_.spatial_compression;
+  const TilePlan tp = DecodeTiles(o, S);
+  return CatchToStatus("decoding", [&]() -> absl::StatusOr<at::Tensor> {
+    c10::InferenceMode guard;
+    if (jit_) {
+      // decoder.jit of a discrete tokenizer starts from indices (InvQuantizerJit).
+      at::Tensor in = config_.is_discrete() ? fsq_->CodesToIndices(latent) : latent;
+      return TiledApply(in, tp.tile, tp.overlap, S, 1, [&](const at::Tensor& t, size_t) {
+               return ValueOrThrow(jit_->Decode(t));
+             }).to(at::kCPU, at::kFloat);
+    }
+    const bool video = config_.is_video();
+    auto run = [&](const at::Tensor& t, size_t index) {
+      CausalCache* cache = nullptr;
+      if (video && caches != nullptr) {
+        while (caches->size() <= index) caches->emplace_back(o.attention_window);
+        cache = &(*caches)[index];
+      }
+      return net_->Decode(t.to(device_, dtype_), cache);
+    };
+    return TiledApply(latent, tp.tile, tp.overlap, S, 1, run).to(at::kCPU, at::kFloat);
+  });
 }
 
 absl::StatusOr<EncodeResult> Tokenizer::Encode(const at::Tensor& input, const ServeOptions& options) {
@@ -313,6 +400,27 @@ absl::StatusOr<at::Tensor> Tokenizer::Decode(const at::Tensor& latent, const Cli
 }
 
 absl::StatusOr<at::Tensor> Tokenizer::Reconstruct(const at::Tensor& input, const ServeOptions& options) {
+  if (jit_ && !jit_->has_encoder() && jit_->has_autoencoder()) {
+    // autoencoder.jit alone: pad (edges, tail frames), run the whole network once, crop.
+    WFM_RETURN_IF_ERROR(CheckFloatInput(input, config_));
+    if (!config_.is_video() && input.dim() == 5)
+      return absl::InvalidArgumentError("autoencoder.jit of an image tokenizer takes [B, C, H, W]");
+    c10::InferenceMode guard;
+    const bool single = config_.is_video() && input.dim() == 4;
+    at::Tensor x = single ? input.unsqueeze(2) : input;
+    const int64_t H = x.size(-2), W = x.size(-1);
+    const PadPlan p = SpatialPadPlan(H, W, config_.spatial_compression);
+    x = PadSpatial(x, p, /*replicate=*/true);
+    int64_t T = 0;
+    if (config_.is_video()) {
+      T = x.size(2);
+      x = PadFrames(x, 0, 1 + RoundUp(T - 1, config_.temporal_compression) - T);
+    }
+    WFM_ASSIGN_OR_RETURN(at::Tensor out, jit_->Reconstruct(x));
+    out = CropSpatial(out.to(at::kCPU, at::kFloat), p, H, W);
+    if (config_.is_video()) out = out.narrow(2, 0, T);
+    return single ? out.squeeze(2).contiguous() : out.contiguous();
+  }
   WFM_ASSIGN_OR_RETURN(EncodeResult enc, Encode(input, options));
   const at::Tensor& code = config_.is_discrete() ? enc.indices : enc.latent;
   return Decode(code, enc.geometry, options);
@@ -339,10 +447,9 @@ absl::StatusOr<EncodeResult> Tokenizer::EncodeWindowed(const at::Tensor& x, cons
     const int64_t n = std::min(o.temporal_window, T - start);
     const PadPlan p = WindowPadPlan(n, H, W, ta, sa);
     at::Tensor win = PadFrames(PadSpatial(x.narrow(2, start, n), p, /*replicate=*/false), p.front, p.back);
-    at::Tensor moments = EncodeMomentsTiled(win, o, nullptr);
-    auto q = net_->Quantize(moments.to(at::kFloat));
-    latents.push_back(q.latent.to(at::kCPU, at::kFloat));
-    if (q.indices.defined()) indices.push_back(q.indices.cpu());
+    WFM_ASSIGN_OR_RETURN(EncodeResult q, EncodeChunk(win, o, nullptr));
+    latents.push_back(q.latent);
+    if (q.indices.defined()) indices.push_back(q.indices);
   }
   EncodeResult r;
   r.latent = at::cat(latents, 2);
@@ -397,9 +504,9 @@ absl::StatusOr<EncodeResult> Tokenizer::EncodeImages(const at::Tensor& input, co
   std::vector<at::Tensor> latents, indices;
   for (int64_t s = 0; s < x.size(0); s += batch) {
     at::Tensor xb = PadSpatial(x.narrow(0, s, std::min(batch, x.size(0) - s)), p, !windowed);
-    auto q = net_->Quantize(EncodeMomentsTiled(xb, o, nullptr).to(at::kFloat));
-    latents.push_back(q.latent.to(at::kCPU, at::kFloat));
-    if (q.indices.defined()) indices.push_back(q.indices.cpu());
+    WFM_ASSIGN_OR_RETURN(EncodeResult q, EncodeChunk(xb, o, nullptr));
+    latents.push_back(q.latent);
+    if (q.indices.defined()) indices.push_back(q.indices);
   }
   EncodeResult r;
   r.latent = at::cat(latents, 0);
@@ -418,13 +525,9 @@ absl::StatusOr<at::Tensor> Tokenizer::DecodeImages(const at::Tensor& latent_in, 
   at::Tensor latent = latent_in;
   const bool is_indices = !at::isFloatingType(latent.scalar_type());
   if (is_indices) {
-    if (!config_.is_discrete())
-      return absl::InvalidArgumentError("integer indices given to a continuous image tokenizer");
     if (latent.dim() != 3 && latent.dim() != 4)
       return absl::InvalidArgumentError(absl::StrCat("indices must be [B, h, w] or [B, T, h, w], got ", Shape(latent.sizes())));
-    if (latent.numel() > 0 && (latent.min().item<int64_t>() < 0 || latent.max().item<int64_t>() >= config_.codebook_size()))
-      return absl::InvalidArgumentError(absl::StrCat("indices out of range [0, ", config_.codebook_size(), ")"));
-    latent = net_->quantizer->IndicesToCodes(latent.cpu());
+    WFM_ASSIGN_OR_RETURN(latent, IndicesToCodes(latent));
   }
   const bool frames = latent.dim() == 5;
   if (latent.dim() != 4 && !frames)
@@ -437,8 +540,10 @@ absl::StatusOr<at::Tensor> Tokenizer::DecodeImages(const at::Tensor& latent_in, 
   at::Tensor z = frames ? latent.transpose(1, 2).reshape({B * T, latent.size(1), latent.size(3), latent.size(4)}) : latent;
   const int64_t batch = o.chunk_frames > 0 ? o.chunk_frames : z.size(0);
   std::vector<at::Tensor> outs;
-  for (int64_t s = 0; s < z.size(0); s += batch)
-    outs.push_back(DecodeTiled(z.narrow(0, s, std::min(batch, z.size(0) - s)), o, nullptr).to(at::kCPU, at::kFloat));
+  for (int64_t s = 0; s < z.size(0); s += batch) {
+    WFM_ASSIGN_OR_RETURN(at::Tensor d, DecodeChunk(z.narrow(0, s, std::min(batch, z.size(0) - s)), o, nullptr));
+    outs.push_back(d);
+  }
   at::Tensor out = at::cat(outs, 0);
   if (g.known()) {
     const int64_t align = g.mode == ServeMode::kWindowed ? Pow2AtLeast(16, config_.spatial_compression)
@@ -454,6 +559,7 @@ absl::StatusOr<at::Tensor> Tokenizer::DecodeImages(const at::Tensor& latent_in, 
 
 EncodeStream::EncodeStream(Tokenizer* tokenizer, ServeOptions options) : tok_(tokenizer), options_(options) {
   options_.chunk_frames = RoundUp(std::max<int64_t>(0, options_.chunk_frames), tok_->config().temporal_compression);
+  if (tok_->is_torchscript()) options_.chunk_frames = 0;  // no causal state to carry: the clip is encoded whole
 }
 
 int64_t EncodeStream::state_bytes() const {
@@ -463,16 +569,9 @@ int64_t EncodeStream::state_bytes() const {
 }
 
 absl::StatusOr<EncodeResult> EncodeStream::RunChunk(const at::Tensor& x) {
-  return CatchToStatus("encoding a chunk", [&]() -> absl::StatusOr<EncodeResult> {
-    c10::InferenceMode guard;
-    at::Tensor moments = tok_->EncodeMomentsTiled(x, options_, &caches_);
-    auto q = tok_->network()->Quantize(moments.to(at::kFloat));
-    EncodeResult r;
-    r.latent = q.latent.to(at::kCPU, at::kFloat);
-    if (q.indices.defined()) r.indices = q.indices.cpu();
-    ++chunks_done_;
-    return r;
-  });
+  WFM_ASSIGN_OR_RETURN(EncodeResult r, tok_->EncodeChunk(x, options_, &caches_));
+  ++chunks_done_;
+  return r;
 }
 
 absl::StatusOr<EncodeResult> EncodeStream::Push(const at::Tensor& frames) {
@@ -550,6 +649,7 @@ absl::StatusOr<EncodeResult> EncodeStream::Finish() {
 DecodeStream::DecodeStream(Tokenizer* tokenizer, ClipGeometry geometry, ServeOptions options)
     : tok_(tokenizer), geometry_(geometry), options_(options) {
   options_.chunk_frames = RoundUp(std::max<int64_t>(0, options_.chunk_frames), tok_->config().temporal_compression);
+  if (tok_->is_torchscript()) options_.chunk_frames = 0;
 }
 
 int64_t DecodeStream::state_bytes() const {
@@ -562,15 +662,9 @@ absl::StatusOr<at::Tensor> DecodeStream::Push(const at::Tensor& latent_or_indice
   const TokenizerConfig& c = tok_->config();
   at::Tensor latent = latent_or_indices;
   if (!at::isFloatingType(latent.scalar_type())) {
-    if (!c.is_discrete()) return absl::InvalidArgumentError("integer indices given to a continuous tokenizer");
     if (latent.dim() != 4)
       return absl::InvalidArgumentError(absl::StrCat("video indices must be [B, t, h, w], got ", Shape(latent.sizes())));
-    if (latent.numel() > 0 &&
-        (latent.min().item<int64_t>() < 0 || latent.max().item<int64_t>() >= c.codebook_size()))
-      return absl::InvalidArgumentError(absl::StrCat("indices out of range [0, ", c.codebook_size(), ") (min ",
-                                                     latent.min().item<int64_t>(), ", max ",
-                                                     latent.max().item<int64_t>(), ")"));
-    latent = tok_->network()->quantizer->IndicesToCodes(latent.cpu());
+    WFM_ASSIGN_OR_RETURN(latent, tok_->IndicesToCodes(latent));
   }
   if (latent.dim() != 5)
     return absl::InvalidArgumentError(absl::StrCat("video latent must be [B, C, t, h, w], got ", Shape(latent.sizes())));
@@ -587,12 +681,7 @@ absl::StatusOr<at::Tensor> DecodeStream::Push(const at::Tensor& latent_or_indice
     int64_t n = total - t;
     if (per_chunk > 0) n = std::min(n, latents_in_ == 0 ? 1 + per_chunk : per_chunk);
     at::Tensor piece = latent.narrow(2, t, n);
-    auto frames = CatchToStatus("decoding a chunk", [&]() -> absl::StatusOr<at::Tensor> {
-      c10::InferenceMode guard;
-      return tok_->DecodeTiled(piece, options_, &caches_).to(at::kCPU, at::kFloat);
-    });
-    if (!frames.ok()) return frames.status();
-    at::Tensor f = *frames;
+    WFM_ASSIGN_OR_RETURN(at::Tensor f, tok_->DecodeChunk(piece, options_, &caches_));
     if (geometry_.known()) f = CropSpatial(f, SpatialPadPlan(geometry_.height, geometry_.width, S), geometry_.height, geometry_.width);
     if (geometry_.frames > 0) {
       const int64_t keep = std::max<int64_t>(0, std::min(f.size(2), geometry_.frames - frames_out_));

@@ -63,6 +63,10 @@ struct TokenizerOptions {
   std::string dtype = "auto";  // "auto" (bfloat16 on CUDA, float32 on CPU), "float32", "bfloat16", "float16"
   WeightsPart part = WeightsPart::kAll;
   bool use_ema = false;
+  // "native": the weights are loaded into the native network (any accepted format, TorchScript included).
+  // "torchscript": encoder.jit / decoder.jit / autoencoder.jit are run as they are (no streaming state: a clip is
+  // encoded whole or per window; tiled encoding only for continuous tokenizers).
+  std::string backend = "native";
 };
 
 // Where a latent came from: enough to give the input's exact size back on decode.
@@ -87,6 +91,9 @@ struct EncodeResult {
 
 class EncodeStream;
 class DecodeStream;
+namespace internal {
+class JitBackend;
+}
 
 class Tokenizer {
  public:
@@ -100,7 +107,11 @@ class Tokenizer {
   ~Tokenizer();
 
   const TokenizerConfig& config() const { return config_; }
+  // The native network (null with the TorchScript backend).
   TokenizerNetwork network() const { return net_; }
+  bool is_torchscript() const { return jit_ != nullptr; }
+  // "native CV network, 105.7M parameters, cpu float32" / "TorchScript encoder=... decoder=...".
+  std::string Describe() const;
   c10::Device device() const { return device_; }
   at::ScalarType dtype() const { return dtype_; }
 
@@ -118,9 +129,15 @@ class Tokenizer {
   absl::StatusOr<std::unique_ptr<DecodeStream>> StartDecode(const ClipGeometry& geometry,
                                                             const ServeOptions& options = {});
 
-  // Runs the network on one prepared chunk (already padded), tiled when asked; exposed for the streams.
-  at::Tensor EncodeMomentsTiled(const at::Tensor& x, const ServeOptions& options, std::vector<CausalCache>* caches);
-  at::Tensor DecodeTiled(const at::Tensor& latent, const ServeOptions& options, std::vector<CausalCache>* caches);
+  // Runs the network on one prepared (padded) chunk, tiled when asked; `caches` carries the streaming state
+  // (null: none). Used by the modes and the streams. Results are float32 / int64 on the CPU.
+  absl::StatusOr<EncodeResult> EncodeChunk(const at::Tensor& x, const ServeOptions& options,
+                                           std::vector<CausalCache>* caches);
+  // latent: continuous latent or FSQ codes (float).
+  absl::StatusOr<at::Tensor> DecodeChunk(const at::Tensor& latent, const ServeOptions& options,
+                                         std::vector<CausalCache>* caches);
+  // int64 indices -> float32 codes [B, D, ...] (discrete tokenizers), with a range check.
+  absl::StatusOr<at::Tensor> IndicesToCodes(const at::Tensor& indices) const;
 
  private:
   Tokenizer() = default;
@@ -133,6 +150,8 @@ class Tokenizer {
 
   TokenizerConfig config_;
   TokenizerNetwork net_{nullptr};
+  FSQuantizer fsq_{nullptr};  // discrete: code <-> index conversions
+  std::shared_ptr<internal::JitBackend> jit_;
   c10::Device device_{c10::kCPU};
   at::ScalarType dtype_ = at::kFloat;
 };
