@@ -355,9 +355,9 @@ at::Tensor T5StackImpl::forward(const at::Tensor& embeds, const at::Tensor& mask
   // The first block owns the relative position table; its bias is shared by all blocks (T5Stack.forward).
   auto first = block->ptr<T5BlockImpl>(0);
   const at::Tensor position_bias =
-      first->self_attention->SelfAttention->ComputeBias(l, l).to(x.scalar_type());  // [1, H, L, L]
-  at::Tensor mask_bias;
-  if (mask.defined()) {
+      first->self_attention->SelfAttention->ComputeBias(l, l).to(x.scalar_type()).contiguous();  // [1, H, L, L]
+  at::Tensor mask_bias;  // undefined when every position is a real token (nothing to mask)
+  if (mask.defined() && !mask.all().item<bool>()) {
     // get_extended_attention_mask: (1 - mask) * finfo(dtype).min, broadcast over heads and queries. The reference
     // adds it to the position bias first; for unmasked keys the sum is the same, masked keys get probability 0.
     const double min_value = x.scalar_type() == at::kHalf       ? -65504.0
