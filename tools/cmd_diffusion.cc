@@ -15,6 +15,7 @@
 #include "wfm/core/runtime.h"
 #include "wfm/core/safetensors.h"
 #include "wfm/core/status.h"
+#include "wfm/core/text/text_encoder.h"
 #include "wfm/core/video_io.h"
 #include "wfm/diffusion/dit.h"
 #include "wfm/diffusion/world_model.h"
@@ -138,10 +139,22 @@ absl::StatusOr<diffusion::TextConditioning> LoadText(const GenerateArgs& a, cons
     }
     return text;
   }
-  if (!a.text_encoder.empty())
-    return absl::UnimplementedError(
-        "--text-encoder: no text encoder is available in this build yet; pass precomputed embeddings with "
-        "--prompt-embedding FILE.safetensors");
+  if (!a.text_encoder.empty()) {
+    text::LoadTextEncoderOptions lo;
+    lo.device = device.str();
+    WFM_ASSIGN_OR_RETURN(std::unique_ptr<text::TextEncoder> enc, text::LoadTextEncoder(a.text_encoder, lo));
+    if (enc->dim() != cfg.crossattn_emb_channels)
+      return absl::InvalidArgumentError(absl::StrCat("the text encoder ", a.text_encoder, " gives ", enc->dim(),
+                                                     "-dim embeddings but the DiT's crossattn_emb_channels is ",
+                                                     cfg.crossattn_emb_channels));
+    WFM_ASSIGN_OR_RETURN(text::TextEmbeddings pos, enc->Encode({a.prompt}), a.text_encoder);
+    text.crossattn_emb = pos.embeddings.to(device, at::kFloat);
+    if (!a.negative_prompt.empty()) {
+      WFM_ASSIGN_OR_RETURN(text::TextEmbeddings neg, enc->Encode({a.negative_prompt}), a.text_encoder);
+      text.negative_crossattn_emb = neg.embeddings.to(device, at::kFloat);
+    }
+    return text;
+  }
   if (a.prompt_given && !a.prompt.empty())
     return absl::InvalidArgumentError(
         "a --prompt needs a text encoder: pass --text-encoder DIR (T5) or --prompt-embedding FILE with "
@@ -324,7 +337,7 @@ int RunGenerate(int argc, char** argv) {
       .Option("tokenizer-config", &a.tokenizer_config, "tokenizer config json or preset (e.g. CV8x8x8)", true)
       .Option("tokenizer-weights", &a.tokenizer_weights, "tokenizer weights (file or directory)")
       .Option("latent-stats", &a.latent_stats, "latent mean/std (mean_std.pt); default: beside the tokenizer weights")
-      .Option("text-encoder", &a.text_encoder, "text encoder directory (T5)")
+      .Option("text-encoder", &a.text_encoder, "text encoder: a T5 directory or a built-in encoder .safetensors")
       .Option("prompt", &a.prompt, "the text prompt")
       .Option("negative-prompt", &a.negative_prompt, "negative prompt for guidance (needs a text encoder)")
       .Option("prompt-embedding", &a.prompt_embedding,

@@ -6,6 +6,7 @@
 #include "test_support.h"
 #include "wfm/core/file_util.h"
 #include "wfm/core/safetensors.h"
+#include "wfm/core/text/builtin_encoder.h"
 #include "wfm/core/video_io.h"
 #include "wfm/tokenizer/config.h"
 
@@ -121,6 +122,36 @@ TEST(DiffusionCli, GenerateBadInputs) {
                        &log),
             1);
   EXPECT_NE(log.find("maximum"), std::string::npos) << log;
+}
+
+// A prompt through a text encoder (the built-in byte-level T5 at the tiny DiT's width 32), with a negative
+// prompt; a text encoder of the wrong width is refused.
+TEST(DiffusionCli, GenerateWithTextEncoder) {
+  const std::string dir = TempDir();
+  for (int64_t d : {32, 48}) {
+    wfm::text::BuiltinTextEncoderOptions o;
+    o.d_model = d;
+    o.num_layers = 1;
+    o.num_heads = 2;
+    o.d_kv = 16;
+    o.d_ff = 64;
+    o.max_length = 32;
+    auto enc = wfm::text::CreateBuiltinTextEncoder(o);
+    ASSERT_TRUE(enc.ok()) << enc.status();
+    WFM_ASSERT_OK(wfm::text::SaveBuiltinTextEncoder(**enc, dir + "/text" + std::to_string(d) + ".safetensors"));
+  }
+  std::string log;
+  ASSERT_EQ(RunCommand(Generate("--config tiny --num-frames 9 --text-encoder " + dir + "/text32.safetensors "
+                                "--prompt 'a red ball rolls left' --negative-prompt 'blurry' --output " + dir +
+                                "/p.mp4"),
+                       &log),
+            0)
+      << log;
+  EXPECT_EQ(RunCommand(Generate("--config tiny --num-frames 9 --text-encoder " + dir + "/text48.safetensors "
+                                "--prompt 'a red ball' --output " + dir + "/q.mp4"),
+                       &log),
+            1);
+  EXPECT_NE(log.find("crossattn_emb_channels is 32"), std::string::npos) << log;
 }
 
 }  // namespace
