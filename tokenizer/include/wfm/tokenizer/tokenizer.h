@@ -186,6 +186,9 @@ class DecodeStream {
  public:
   DecodeStream(Tokenizer* tokenizer, ClipGeometry geometry, ServeOptions options);
   absl::StatusOr<at::Tensor> Push(const at::Tensor& latent_or_indices);
+  // Caps the total frames returned (e.g. the frame count of a clip being encoded in the same stream, known
+  // only as its frames arrive: the padded tail is then dropped).
+  void set_max_frames(int64_t frames) { geometry_.frames = frames; }
   int64_t frames_out() const { return frames_out_; }
   int64_t state_bytes() const;
 
