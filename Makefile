@@ -39,7 +39,7 @@ bench: build
 asan: deps
 	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWFM_SANITIZE=ON \
 	  -DWFM_BUILD_PYTHON=OFF -DWFM_BUILD_BENCH=OFF -DPython3_EXECUTABLE=$(PYTHON)
-	cmake --build build-asan -j $(NPROC) --target wfm_core_tests wfm
+	cmake --build build-asan -j $(NPROC) --target wfm_core_asan_tests wfm_core_tests wfm
 	cd build-asan && ctest -L asan --output-on-failure -j $(NPROC)
 
 clean:

@@ -313,6 +313,15 @@ absl::StatusOr<AVFrame*> FrameDecoder::Next() {
   return nullptr;
 }
 
+absl::Status FrameDecoder::Seek(int64_t timestamp) {
+  if (int err = av_seek_frame(in_.fmt.get(), in_.stream_index, timestamp, AVSEEK_FLAG_BACKWARD); err < 0) {
+    return FfmpegError(err, absl::StrCat(in_.path, ": seeking"));
+  }
+  avcodec_flush_buffers(dec_.get());
+  flushed_ = done_ = false;
+  return absl::OkStatus();
+}
+
 // ---- RGB conversion ----
 
 absl::Status RgbConverter::Convert(const AVFrame* src, int width, int height, uint8_t* dst, int dst_linesize) {
@@ -420,11 +429,12 @@ class ReaderImpl : public VideoReader {
     if (options.fps < 0 || options.width < 0 || options.height < 0 || options.start_frame < 0) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": negative fps, size or start frame in DecodeOptions"));
     }
-    FrameDecoder::Options o;
-    o.threads = options.threads;
-    o.hwaccel = options.hwaccel;
-    WFM_RETURN_IF_ERROR(dec_.Open(path, o));
-    info_ = video_internal::InfoFromInput(dec_.input());
+    path_ = path;
+    dec_options_.threads = options.threads;
+    dec_options_.hwaccel = options.hwaccel;
+    dec_ = std::make_unique<FrameDecoder>();
+    WFM_RETURN_IF_ERROR(dec_->Open(path, dec_options_));
+    info_ = video_internal::InfoFromInput(dec_->input());
     if (info_.width <= 0 || info_.height <= 0) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": video stream has no frame size"));
     }
@@ -443,8 +453,8 @@ class ReaderImpl : public VideoReader {
     conv_w_ = swap ? out_h_ : out_w_;
     conv_h_ = swap ? out_w_ : out_h_;
     resample_ = options.fps > 0;
-    tb_ = dec_.input().stream->time_base;
-    const AVRational fps = dec_.input().stream->avg_frame_rate;
+    tb_ = dec_->input().stream->time_base;
+    const AVRational fps = dec_->input().stream->avg_frame_rate;
     default_duration_us_ = fps.num > 0 && fps.den > 0 ? av_rescale_q(1, av_inv_q(fps), AV_TIME_BASE_Q) : 40000;
     held_.reset(av_frame_alloc());
     prev_.reset(av_frame_alloc());
@@ -469,6 +479,10 @@ class ReaderImpl : public VideoReader {
   absl::StatusOr<int64_t> ReadInto(uint8_t* dst, int64_t max_frames) {
     const int64_t frame_bytes = static_cast<int64_t>(out_h_) * out_w_ * 3;
     const int64_t end = options_.num_frames >= 0 ? options_.start_frame + options_.num_frames : INT64_MAX;
+    if (!seek_checked_) {
+      seek_checked_ = true;
+      WFM_RETURN_IF_ERROR(MaybeSeek());
+    }
     int64_t n = 0;
     while (n < max_frames) {
       if (out_index_ >= end) finished_ = true;
@@ -486,7 +500,7 @@ class ReaderImpl : public VideoReader {
         --repeats_;
         continue;
       }
-      WFM_ASSIGN_OR_RETURN(AVFrame * f, dec_.Next());
+      WFM_ASSIGN_OR_RETURN(AVFrame * f, dec_->Next());
       if (!f) {
         if (resample_ && have_prev_) {  // the last frame fills the slots up to its end time
           av_frame_unref(held_.get());
@@ -504,26 +518,75 @@ class ReaderImpl : public VideoReader {
         repeats_ = 1;
         continue;
       }
-      // Resampling: output slot k (time k / fps from the first frame) shows the frame whose timestamp is
-      // nearest; the previous frame owns every slot up to the midpoint between it and this one.
-      int64_t t_us = TimeUs(f);
-      if (have_prev_) {
-        t_us = std::max(t_us, prev_us_ + 1);  // keep time strictly increasing on broken timestamps
-        av_frame_unref(held_.get());
-        av_frame_move_ref(held_.get(), prev_.get());
-        AssignSlots(SlotsUpTo((prev_us_ + t_us) / 2.0));
-      }
-      int64_t dur = video_internal::FrameDuration(f);
-      int64_t dur_us = dur > 0 ? av_rescale_q(dur, tb_, AV_TIME_BASE_Q) : default_duration_us_;
-      prev_us_ = t_us;
-      prev_end_us_ = static_cast<double>(t_us) + std::max<int64_t>(dur_us, 1);
-      av_frame_move_ref(prev_.get(), f);
-      have_prev_ = true;
+      TakeResampled(f);
     }
     return n;
   }
 
  private:
+  // Resampling: output slot k (time k / fps from the first frame) shows the frame whose timestamp is nearest;
+  // the previous frame owns every slot up to the midpoint between it and this one.
+  void TakeResampled(AVFrame* f) {
+    int64_t t_us = TimeUs(f);
+    if (have_prev_) {
+      t_us = std::max(t_us, prev_us_ + 1);  // keep time strictly increasing on broken timestamps
+      av_frame_unref(held_.get());
+      av_frame_move_ref(held_.get(), prev_.get());
+      AssignSlots(SlotsUpTo((prev_us_ + t_us) / 2.0));
+    }
+    SetPrev(f, t_us);
+  }
+
+  void SetPrev(AVFrame* f, int64_t t_us) {
+    const int64_t dur = video_internal::FrameDuration(f);
+    const int64_t dur_us = dur > 0 ? av_rescale_q(dur, tb_, AV_TIME_BASE_Q) : default_duration_us_;
+    prev_us_ = t_us;
+    prev_end_us_ = static_cast<double>(t_us) + std::max<int64_t>(dur_us, 1);
+    av_frame_unref(prev_.get());
+    av_frame_move_ref(prev_.get(), f);
+    have_prev_ = true;
+  }
+
+  // With fps resampling, output indices are times, so a range that starts deep into the video is reached by
+  // seeking to the keyframe before it instead of decoding everything up to it. The result is the same as a
+  // linear decode: every slot before the landing frame lies before the range. If the demuxer lands after the
+  // target, earlier targets are tried, and finally the file is decoded from the start.
+  absl::Status MaybeSeek() {
+    if (!resample_ || options_.start_frame <= 0) return absl::OkStatus();
+    const double target_us = options_.start_frame * kUsPerSecond / options_.fps;
+    if (target_us < kMinSeekUs) return absl::OkStatus();  // decoding through is cheaper
+    // The first frame fixes the time origin (and is the fallback's first frame).
+    WFM_ASSIGN_OR_RETURN(AVFrame * first, dec_->Next());
+    if (!first) return absl::OkStatus();
+    TakeResampled(first);
+    for (double back_us : {0.0, 5e6, 30e6}) {
+      const int64_t ts = origin_ + av_rescale_q(static_cast<int64_t>(std::max(0.0, target_us - back_us)),
+                                                AV_TIME_BASE_Q, tb_);
+      if (!dec_->Seek(ts).ok()) break;
+      WFM_ASSIGN_OR_RETURN(AVFrame * f, dec_->Next());
+      if (!f) break;
+      const int64_t t_us = av_rescale_q(video_internal::FrameTimestamp(f) - origin_, tb_, AV_TIME_BASE_Q);
+      if (video_internal::FrameTimestamp(f) == AV_NOPTS_VALUE || t_us > target_us) continue;
+      // Landed at or before the target: slots before this frame are all before the range.
+      av_frame_unref(held_.get());
+      repeats_ = 0;
+      SetPrev(f, t_us);
+      slots_assigned_ = out_index_ =
+          std::clamp<int64_t>(SlotsBefore(static_cast<double>(t_us)), 0, options_.start_frame);
+      return absl::OkStatus();
+    }
+    // Fall back to a linear decode from a fresh decoder.
+    WFM_LOG(DEBUG) << path_ << ": seeking failed; decoding from the start";
+    dec_ = std::make_unique<FrameDecoder>();
+    WFM_RETURN_IF_ERROR(dec_->Open(path_, dec_options_));
+    have_prev_ = false;
+    origin_ = AV_NOPTS_VALUE;
+    repeats_ = slots_assigned_ = out_index_ = 0;
+    av_frame_unref(held_.get());
+    av_frame_unref(prev_.get());
+    return absl::OkStatus();
+  }
+
   int64_t TimeUs(const AVFrame* f) {
     int64_t ts = video_internal::FrameTimestamp(f);
     if (ts == AV_NOPTS_VALUE) return have_prev_ ? prev_us_ + default_duration_us_ : 0;
@@ -555,12 +618,16 @@ class ReaderImpl : public VideoReader {
     return absl::OkStatus();
   }
 
+  static constexpr double kMinSeekUs = 3e6;
+
   DecodeOptions options_;
-  FrameDecoder dec_;
+  std::string path_;
+  FrameDecoder::Options dec_options_;
+  std::unique_ptr<FrameDecoder> dec_;
   video_internal::RgbConverter conv_;
   VideoInfo info_;
   int out_w_ = 0, out_h_ = 0, conv_w_ = 0, conv_h_ = 0, rotation_ = 0;
-  bool resample_ = false, finished_ = false, have_prev_ = false;
+  bool resample_ = false, finished_ = false, have_prev_ = false, seek_checked_ = false;
   AVRational tb_{1, 1};
   int64_t origin_ = AV_NOPTS_VALUE, default_duration_us_ = 0, prev_us_ = 0;
   double prev_end_us_ = 0;

@@ -50,6 +50,9 @@ class FrameDecoder {
   // call (callers may av_frame_move_ref it). nullptr at the end of the stream.
   absl::StatusOr<AVFrame*> Next();
 
+  // Seeks to the keyframe at or before `timestamp` (stream time base) and resets the decoder.
+  absl::Status Seek(int64_t timestamp);
+
   const Input& input() const { return in_; }
   const AVCodecContext* codec() const { return dec_.get(); }
   int64_t frames_decoded() const { return frames_; }

@@ -229,6 +229,32 @@ TEST(VideoDecodeTest, FpsResamplingPicksNearestFrames) {
   EXPECT_EQ(end.size(0), 398 - 390);
 }
 
+TEST(VideoDecodeTest, ResampledRangeDeepInsideSeeksToTheSameFrames) {
+  REQUIRE_MEDIA();
+  // With fps set, a range starting > 3 s in is reached by seeking; the frames must equal a linear decode.
+  struct Case {
+    const char* clip;
+    double fps;
+    int64_t start, count;
+  };
+  for (const Case& c : {Case{"media/vtest.avi", 10, 600, 30}, Case{"media/cityCC0.mpg", 25, 150, 20},
+                        Case{"media/tree.avi", 15, 300, 40}, Case{"media/vtest.avi", 4, 250, 100}}) {
+    const std::string path = testing::SharedPath(c.clip);
+    SCOPED_TRACE(absl::StrCat(c.clip, " fps ", c.fps, " start ", c.start));
+    DecodeOptions o;
+    o.width = 48;
+    o.fps = c.fps;
+    WFM_ASSERT_OK_AND_ASSIGN(at::Tensor all, DecodeVideo(path, o));
+    o.start_frame = c.start;
+    o.num_frames = c.count;
+    WFM_ASSERT_OK_AND_ASSIGN(at::Tensor part, DecodeVideo(path, o));
+    const int64_t expected = std::min<int64_t>(c.count, all.size(0) - c.start);
+    ASSERT_EQ(part.size(0), expected);
+    EXPECT_TRUE(at::equal(part, all.narrow(0, c.start, expected)))
+        << "max diff " << testing::MaxAbsDiff(part, all.narrow(0, c.start, expected));
+  }
+}
+
 TEST(VideoDecodeTest, ResamplingVariableFrameRateFillsTheTimeline) {
   REQUIRE_MEDIA();
   // tree.avi stores 68 frames on a 15 fps timeline of 444 slots (skipped frames are empty AVI entries).
