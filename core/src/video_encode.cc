@@ -100,6 +100,13 @@ class WriterImpl : public VideoWriter {
       codec = avcodec_find_encoder_by_name("mpeg4");
     }
     if (!codec) return absl::UnimplementedError(absl::StrCat(path, ": no encoder '", want, "' in this FFmpeg"));
+    if (avformat_query_codec(ofmt, codec->id, FF_COMPLIANCE_NORMAL) == 0 && options.codec == EncodeOptions().codec) {
+      // The default codec does not fit this container (.webm): use the container's own default encoder.
+      if (const AVCodec* alt = avcodec_find_encoder(ofmt->video_codec)) {
+        WFM_LOG(DEBUG) << path << ": " << ofmt->name << " cannot hold H.264; encoding with " << alt->name;
+        codec = alt;
+      }
+    }
     if (avformat_query_codec(ofmt, codec->id, FF_COMPLIANCE_NORMAL) == 0) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": the ", ofmt->name, " container cannot hold ",
                                                      avcodec_get_name(codec->id), " video"));
@@ -210,7 +217,7 @@ class WriterImpl : public VideoWriter {
     frame_->height = enc_h_;
     if (int e = av_frame_get_buffer(frame_.get(), 0); e < 0) return FfmpegError(e, "allocating a frame");
     sws_.reset(sws_getContext(enc_w_, enc_h_, AV_PIX_FMT_RGB24, enc_w_, enc_h_, pix_fmt,
-                              video_internal::kSwsFlags, nullptr, nullptr, nullptr));
+                              video_internal::kSwsEncodeFlags, nullptr, nullptr, nullptr));
     if (!sws_) return absl::UnimplementedError(absl::StrCat(path, ": cannot convert RGB to ", options.pix_fmt));
     const AVPixFmtDescriptor* desc = av_pix_fmt_desc_get(pix_fmt);
     if (desc && !(desc->flags & AV_PIX_FMT_FLAG_RGB)) {

@@ -338,8 +338,11 @@ absl::Status RgbConverter::Convert(const AVFrame* src, int width, int height, ui
   int colorspace = src->colorspace == AVCOL_SPC_UNSPECIFIED ? SWS_CS_DEFAULT : static_cast<int>(src->colorspace);
   const int key[7] = {src->width, src->height, fmt, width, height, colorspace, full_range ? 1 : 0};
   if (!ctx_ || !std::equal(key, key + 7, key_)) {
+    const int* coeffs = sws_getCoefficients(colorspace);
+    const bool default_matrix = std::equal(coeffs, coeffs + 4, sws_getCoefficients(SWS_CS_DEFAULT));  // BT.601
+    const int flags = kSwsFlags | (!default_matrix || full_range ? SWS_ACCURATE_RND : 0);
     SwsContext* c = sws_getCachedContext(ctx_.release(), src->width, src->height, fmt, width, height,
-                                         AV_PIX_FMT_RGB24, kSwsFlags, nullptr, nullptr, nullptr);
+                                         AV_PIX_FMT_RGB24, flags, nullptr, nullptr, nullptr);
     if (!c) {
       const char* name = av_get_pix_fmt_name(fmt);
       return absl::UnimplementedError(absl::StrCat("cannot convert ", name ? name : "?", " ", src->width, "x",
@@ -348,15 +351,33 @@ absl::Status RgbConverter::Convert(const AVFrame* src, int width, int height, ui
     ctx_.reset(c);
     const AVPixFmtDescriptor* desc = av_pix_fmt_desc_get(fmt);
     if (desc && !(desc->flags & AV_PIX_FMT_FLAG_RGB)) {
-      sws_setColorspaceDetails(c, sws_getCoefficients(colorspace), full_range ? 1 : 0,
+      sws_setColorspaceDetails(c, coeffs, full_range ? 1 : 0,
                                sws_getCoefficients(SWS_CS_DEFAULT), 1, 0, 1 << 16, 1 << 16);
     }
     std::copy(key, key + 7, key_);
   }
-  uint8_t* dsts[4] = {dst, nullptr, nullptr, nullptr};
-  int strides[4] = {dst_linesize, 0, 0, 0};
+  // swscale's SIMD paths want 64-byte aligned rows; a packed [H, W, 3] tensor row (W * 3 bytes) usually is not,
+  // and the unaligned tail of a row then comes out wrong. Convert into an aligned buffer and copy the rows.
+  const int row_bytes = width * 3;
+  const bool aligned = reinterpret_cast<uintptr_t>(dst) % 64 == 0 && dst_linesize % 64 == 0;
+  uint8_t* out = dst;
+  int out_linesize = dst_linesize;
+  if (!aligned) {
+    out_linesize = (row_bytes + 63) & ~63;
+    const size_t need = static_cast<size_t>(out_linesize) * height + 64;
+    if (scratch_.size() < need) scratch_.assign(need, 0);
+    out = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(scratch_.data()) + 63) & ~uintptr_t{63});
+  }
+  uint8_t* dsts[4] = {out, nullptr, nullptr, nullptr};
+  int strides[4] = {out_linesize, 0, 0, 0};
   int rows = sws_scale(ctx_.get(), src->data, src->linesize, 0, src->height, dsts, strides);
   if (rows <= 0) return absl::InternalError("swscale produced no output");
+  if (!aligned) {
+    for (int y = 0; y < height; ++y) {
+      std::memcpy(dst + static_cast<int64_t>(y) * dst_linesize, out + static_cast<int64_t>(y) * out_linesize,
+                  row_bytes);
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -16,9 +17,12 @@ namespace wfm::video_internal {
 // Quiets FFmpeg's own stderr logging (fatal only; info when WFM_LOG_LEVEL=debug). Idempotent.
 void InitFfmpeg();
 
-// The swscale flags wfm uses everywhere: bicubic (antialiased when shrinking: swscale widens the kernel by the
-// ratio), accurate rounding and full-resolution chroma interpolation.
-inline constexpr int kSwsFlags = SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT;
+// swscale flags for decoding: bicubic (antialiased when shrinking: swscale widens the kernel by the ratio) with
+// full-resolution chroma interpolation. SWS_ACCURATE_RND doubles the conversion cost and changes nothing for the
+// default (BT.601, limited range) matrix, but without it other matrices (BT.709, full range) come out up to 16
+// levels off, so it is added for those only. Encoding always uses it (x264 dominates the cost there).
+inline constexpr int kSwsFlags = SWS_BICUBIC | SWS_FULL_CHR_H_INT;
+inline constexpr int kSwsEncodeFlags = SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT;
 
 // An opened input with its best video stream.
 struct Input {
@@ -81,6 +85,7 @@ class RgbConverter {
 
  private:
   SwsContextPtr ctx_;
+  std::vector<uint8_t> scratch_;  // 64-byte aligned rows when the destination's are not
   int key_[7] = {-1, -1, -1, -1, -1, -1, -1};
 };
 

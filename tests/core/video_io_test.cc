@@ -55,12 +55,12 @@ double ToDouble(const std::string& s) {
 }
 
 // Reference RGB frames from the ffmpeg tool with the same swscale flags as wfm: uint8 [n, H, W, 3].
-at::Tensor FfmpegRgb(const std::string& path, int64_t n, int width, int height, const std::string& vf = "") {
+at::Tensor FfmpegRgb(const std::string& path, int64_t n, int width, int height, const std::string& vf = "",
+                     const std::string& sws_flags = "bicubic+full_chroma_int") {
   const std::string raw = testing::TempDir() + "/ref.rgb";
   const std::string cmd =
       absl::StrCat("ffmpeg -v error -nostdin -y -i '", path, "' -frames:v ", n, vf.empty() ? "" : " -vf " + vf,
-                   " -vsync passthrough -sws_flags bicubic+accurate_rnd+full_chroma_int -pix_fmt rgb24 -f rawvideo '",
-                   raw, "'");
+                   " -vsync passthrough -sws_flags ", sws_flags, " -pix_fmt rgb24 -f rawvideo '", raw, "'");
   std::string out;
   EXPECT_EQ(testing::RunCommand(cmd, &out), 0) << cmd << "\n" << out;
   auto bytes = ReadFile(raw);
@@ -445,6 +445,10 @@ TEST(VideoEncodeTest, OddSizesArePaddedByEdgeReplication) {
   EXPECT_GT(Psnr(back.narrow(1, 0, 47).narrow(2, 0, 65), frames), 30.0);
   // The padding column repeats the last one.
   EXPECT_LE(testing::MaxAbsDiff(back.select(2, 65), back.select(2, 64)), 24.0);
+  // Decoding this BT.709-tagged, odd-row-length (66 * 3 bytes) clip matches the ffmpeg tool.
+  at::Tensor ref = FfmpegRgb(path, 4, 66, 48, "", "bicubic+full_chroma_int+accurate_rnd");
+  ASSERT_TRUE(ref.defined());
+  EXPECT_LE(testing::MaxAbsDiff(back, ref), 1.0) << "HINT: BT.709 matrix or unaligned swscale rows";
 }
 
 TEST(VideoEncodeTest, Mpeg4AndOtherContainers) {
@@ -463,6 +467,21 @@ TEST(VideoEncodeTest, Mpeg4AndOtherContainers) {
     WFM_ASSERT_OK_AND_ASSIGN(at::Tensor back, DecodeVideo(dir + "/" + name));
     EXPECT_GT(Psnr(back, frames), 28.0) << name;
   }
+}
+
+TEST(VideoEncodeTest, WebmGetsItsOwnCodecByDefault) {
+  REQUIRE_MEDIA();
+  at::Tensor frames = RealFrames(4, 64, 36);
+  const std::string path = testing::TempDir() + "/clip.webm";
+  EncodeOptions e;
+  e.preset = "";
+  WFM_ASSERT_OK(WriteVideo(path, frames, e));
+  auto ref = FfprobeStream(path, "codec_name");
+  EXPECT_TRUE(ref["codec_name"] == "vp9" || ref["codec_name"] == "vp8" || ref["codec_name"] == "av1")
+      << ref["codec_name"];
+  e.codec = "h264";  // asked for explicitly (not the default): a clear error
+  auto s = WriteVideo(testing::TempDir() + "/x.webm", frames, e);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
 }
 
 TEST(VideoEncodeTest, IncrementalWriterAndAtomicity) {
