@@ -84,7 +84,7 @@ BENCHMARK(BM_DiTForward)
 
 void BM_GenerateStep(benchmark::State& state) {
   GeneralDiT& net = Net(static_cast<int>(state.range(0)));
-  DiffusionWorldModel wm(net, std::make_unique<EdmParametrization>());
+  DiffusionWorldModel wm(net.ptr(), std::make_unique<EdmParametrization>());
   TextConditioning text{at::randn({1, 512, net->config().crossattn_emb_channels}), {}};
   GenerateOptions o;
   o.num_steps = 4;

@@ -59,7 +59,7 @@ absl::Status Forward(const std::string& config_path, const std::string& weights,
   WFM_ASSIGN_OR_RETURN(at::Tensor fps_t, get("fps", false));
   in.fps = fps_t.defined() ? fps_t.flatten()[0].item<double>() : fps;
 
-  GeneralDiT net(config);
+  WFM_ASSIGN_OR_RETURN(std::shared_ptr<DiffusionNetwork> net, MakeDiffusionNetwork(config));
   WFM_RETURN_IF_ERROR(LoadDiTWeights(*net, weights));
   WFM_RETURN_IF_ERROR(net->ValidateInputs(in), input);
   return CatchToStatus("DiT forward", [&]() -> absl::Status {
@@ -67,8 +67,7 @@ absl::Status Forward(const std::string& config_path, const std::string& weights,
     net->eval();
     torch::NoGradGuard no_grad;
     const at::Tensor out = net->Forward(in).to(at::kFloat).cpu();
-    WFM_LOG(INFO) << (config.video_conditioned() ? "VideoExtendGeneralDIT" : "GeneralDIT") << " output "
-                  << c10::str(out.sizes()) << " -> " << output;
+    WFM_LOG(INFO) << config.ReferenceClass() << " output " << c10::str(out.sizes()) << " -> " << output;
     return WriteSafetensors(output, {{"output", out}}, {{"network", config.video_conditioned() ? "v2w" : "t2w"}});
   });
 }
@@ -228,7 +227,7 @@ absl::Status Generate(const GenerateArgs& a) {
   WFM_ASSIGN_OR_RETURN(TextConditioning text, LoadText(a, cfg, device));
 
   // ---- models ----
-  GeneralDiT net(cfg);
+  WFM_ASSIGN_OR_RETURN(std::shared_ptr<DiffusionNetwork> net, MakeDiffusionNetwork(cfg));
   if (!a.weights.empty()) WFM_RETURN_IF_ERROR(LoadDiTWeights(*net, a.weights));
   else WFM_LOG(WARNING) << "--random-init: the DiT has random weights (smoke test; the video is noise)";
   net->to(device, dtype);
@@ -261,7 +260,7 @@ absl::Status Generate(const GenerateArgs& a) {
   } else {
     WFM_LOG(WARNING) << "no latent statistics (--latent-stats / mean_std.pt): latents are used unnormalised";
   }
-  auto parametrization = std::make_unique<EdmParametrization>(0.5);
+  std::unique_ptr<Parametrization> parametrization = DefaultParametrization(cfg);
   const double sigma_data = parametrization->sigma_data();
 
   // ---- Video2World input ----

@@ -35,7 +35,7 @@ at::Tensor RandnCpu(at::IntArrayRef shape, at::Generator& g) {
 
 }  // namespace
 
-LossOutput DiffusionTrainingLoss(GeneralDiTImpl& net, const Parametrization& p, const TrainingBatch& batch,
+LossOutput DiffusionTrainingLoss(DiffusionNetwork& net, const Parametrization& p, const TrainingBatch& batch,
                                  const DiffusionTrainingOptions& o, at::Generator& gen) {
   const at::Tensor x0 = batch.x0.to(at::kFloat);
   const int64_t B = x0.size(0), T = x0.size(2), H = x0.size(3), W = x0.size(4);
@@ -78,7 +78,7 @@ LossOutput DiffusionTrainingLoss(GeneralDiTImpl& net, const Parametrization& p, 
   return out;
 }
 
-double EvaluationLoss(GeneralDiTImpl& net, const Parametrization& p, const TrainingBatch& batch, uint64_t seed,
+double EvaluationLoss(DiffusionNetwork& net, const Parametrization& p, const TrainingBatch& batch, uint64_t seed,
                       int levels) {
   torch::NoGradGuard no_grad;
   const at::Tensor x0 = batch.x0.to(at::kFloat);

@@ -92,8 +92,14 @@ absl::Status CheckPixelFrameCount(int64_t n, int64_t tc, const std::string& what
 // ---------------------------------------------------------------------------------------------------------------
 // DiffusionWorldModel
 
-DiffusionWorldModel::DiffusionWorldModel(GeneralDiT net, std::unique_ptr<Parametrization> parametrization)
+DiffusionWorldModel::DiffusionWorldModel(std::shared_ptr<DiffusionNetwork> net,
+                                         std::unique_ptr<Parametrization> parametrization)
     : net_(std::move(net)), parametrization_(std::move(parametrization)) {}
+
+std::unique_ptr<Parametrization> DefaultParametrization(const DiTConfig& config) {
+  if (config.is_general()) return std::make_unique<EdmParametrization>(0.5);
+  return std::make_unique<RectifiedFlowParametrization>(1.0);
+}
 
 absl::Status DiffusionWorldModel::ValidateRequest(at::IntArrayRef shape, const TextConditioning& text,
                                                   const VideoConditioning& video, const GenerateOptions& o) const {
@@ -158,13 +164,14 @@ at::Tensor DiffusionWorldModel::Denoise(const at::Tensor& x, double sigma, const
   in.x = x;
   in.sigma = at::full({B}, sigma, x.options());
   in.fps = o.fps;
+  in.sigma_conditional = o.sigma_conditional;
   if (cfg.video_conditioned() && !video.empty()) {
     const int64_t n = video.num_frames;
     in.mask = at::zeros({B, 1, T, H, W}, x.options());
     in.mask.narrow(2, 0, n).fill_(1.0);
-    // The reference's inference trick: once sigma <= s_aug the condition region is denoised with the rest (the
-    // mask channel still marks it).
-    if (!(o.denoise_condition_below_augment_sigma && o.condition_augment_sigma >= sigma)) {
+    // The reference's inference trick (GeneralDIT): once sigma <= s_aug the condition region is denoised with the
+    // rest (the mask channel still marks it).
+    if (!cfg.is_general() || !(o.denoise_condition_below_augment_sigma && o.condition_augment_sigma >= sigma)) {
       in.indicator = at::zeros({B, 1, T, 1, 1}, x.options());
       in.indicator.narrow(2, 0, n).fill_(1.0);
       in.gt = at::zeros_like(x);
@@ -205,7 +212,7 @@ absl::StatusOr<at::Tensor> DiffusionWorldModel::Generate(at::IntArrayRef latent_
   return CatchToStatus("diffusion sampling", [&]() -> absl::StatusOr<at::Tensor> {
     torch::NoGradGuard no_grad;
     net_->eval();
-    const c10::Device device = net_->patch_proj->weight.device();
+    const c10::Device device = net_->device();
     std::vector<int64_t> shape{o.num_samples};
     shape.insert(shape.end(), latent_shape.begin(), latent_shape.end());
     const at::Tensor noise = InitialNoise(shape, o.seed, device, at::kFloat);  // [B, C, T, H, W]

@@ -24,7 +24,7 @@ SyntheticLatentProcess Process() {
 
 TEST(DiffusionTraining, TinyDiTLearnsTheSyntheticProcess) {
   at::manual_seed(0);
-  GeneralDiT net(DiTConfig::Preset("tiny-video2world").value());
+  GeneralDiT net(DiTConfig::Preset("tiny-video2world").value());  // GeneralDIT, EDM
   EdmParametrization edm;
   const SyntheticLatentProcess proc = Process();
   const TrainingBatch val = proc.Batch(1 << 20, 16, /*seed=*/5);

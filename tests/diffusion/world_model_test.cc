@@ -13,14 +13,16 @@ namespace {
 
 using wfm::testing::MaxAbsDiff;
 
-DiffusionWorldModel MakeModel(bool v2w, uint64_t seed = 0) {
+// A small random DiT (GeneralDIT, or MiniTrainDIT with `predict2`) with non-zero block modulation so that every
+// part of the network matters.
+DiffusionWorldModel MakeModel(bool v2w, uint64_t seed = 0, bool predict2 = false) {
   at::manual_seed(seed);
-  DiTConfig c = DiTConfig::Preset(v2w ? "tiny-video2world" : "tiny").value();
-  GeneralDiT net(c);
-  // Random (non-zero) block modulation so that every part of the network matters.
+  const std::string base = predict2 ? "predict2-tiny" : "tiny";
+  const DiTConfig c = DiTConfig::Preset(v2w ? base + "-video2world" : base).value();
+  std::shared_ptr<DiffusionNetwork> net = MakeDiffusionNetwork(c).value();
   torch::NoGradGuard g;
   for (auto& p : net->parameters()) p.add_(at::randn_like(p) * 0.05);
-  return DiffusionWorldModel(net, std::make_unique<EdmParametrization>());
+  return DiffusionWorldModel(net, DefaultParametrization(c));
 }
 
 TextConditioning Text(int64_t b = 1, uint64_t seed = 1) {
@@ -37,7 +39,9 @@ GenerateOptions FastOptions() {
 }
 
 TEST(WorldModel, Video2WorldKeepsConditionFramesExactly) {
-  DiffusionWorldModel wm = MakeModel(true);
+  for (bool predict2 : {false, true}) {
+  DiffusionWorldModel wm = MakeModel(true, 0, predict2);
+  SCOPED_TRACE(predict2 ? "MiniTrainDIT (rectified flow, frame replacement)" : "GeneralDIT (EDM, augmentation)");
   for (int64_t n : {1, 2}) {
     VideoConditioning v;
     v.latent = at::randn({1, 16, 3, 4, 6});
@@ -53,6 +57,7 @@ TEST(WorldModel, Video2WorldKeepsConditionFramesExactly) {
       EXPECT_TRUE(out.narrow(2, 0, n).equal(v.latent.narrow(2, 0, n))) << n << " condition frames";
       EXPECT_FALSE(out.narrow(2, n, 3 - n).equal(v.latent.narrow(2, n, 3 - n)));
     }
+  }
   }
 }
 

@@ -57,14 +57,14 @@ struct LossOutput {
   double condition_frames = 0;  // mean given latent frames per sample
 };
 
-LossOutput DiffusionTrainingLoss(GeneralDiTImpl& net, const Parametrization& parametrization,
+LossOutput DiffusionTrainingLoss(DiffusionNetwork& net, const Parametrization& parametrization,
                                  const TrainingBatch& batch, const DiffusionTrainingOptions& options,
                                  at::Generator& generator);
 
 // A deterministic evaluation loss: the mean weighted denoising error over fixed noise levels (log-spaced over
 // [0.02, 20], `levels` of them) with noise drawn from `seed`, no dropout and no condition frames. Lower is
 // better; comparable across training steps.
-double EvaluationLoss(GeneralDiTImpl& net, const Parametrization& parametrization, const TrainingBatch& batch,
+double EvaluationLoss(DiffusionNetwork& net, const Parametrization& parametrization, const TrainingBatch& batch,
                       uint64_t seed, int levels = 8);
 
 // A synthetic latent process: travelling waves per channel whose direction, speed and phase are random per

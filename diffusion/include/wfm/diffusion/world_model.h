@@ -20,7 +20,7 @@
 // uses the negative prompt's embedding, or zeros (the conditioner's dropped text) when there is none.
 // Conditional and unconditional evaluations run as one batch of 2B.
 //
-//   DiffusionWorldModel wm(net, std::make_unique<EdmParametrization>());
+//   DiffusionWorldModel wm(net, DefaultParametrization(net->config()));
 //   TextConditioning text{prompt_emb, negative_emb};
 //   GenerateOptions o; o.num_steps = 35; o.guidance = 7; o.seed = 1;
 //   WFM_ASSIGN_OR_RETURN(at::Tensor x, wm.Generate({16, 16, 88, 160}, text, /*video=*/{}, o));  // [B,16,16,88,160]
@@ -84,7 +84,8 @@ struct GenerateOptions {
   uint64_t seed = 0;
   int64_t num_samples = 1;           // B (text/video conditioning with batch 1 is broadcast)
   double fps = 24.0;
-  double condition_augment_sigma = 0.001;
+  double condition_augment_sigma = 0.001;  // GeneralDIT noise augmentation of the condition frames
+  double sigma_conditional = 1e-4;         // MiniTrainDIT frame replacement: the condition frames' noise level
   // Reference behaviour below condition_augment_sigma: stop replacing the condition region and denoise it too.
   bool denoise_condition_below_augment_sigma = true;
   bool keep_condition_exact = true;  // paste the given latents into the result's condition frames
@@ -94,9 +95,9 @@ struct GenerateOptions {
 
 class DiffusionWorldModel {
  public:
-  DiffusionWorldModel(GeneralDiT net, std::unique_ptr<Parametrization> parametrization);
+  DiffusionWorldModel(std::shared_ptr<DiffusionNetwork> net, std::unique_ptr<Parametrization> parametrization);
 
-  GeneralDiT& net() { return net_; }
+  DiffusionNetwork& net() { return *net_; }
   const Parametrization& parametrization() const { return *parametrization_; }
   const DiTConfig& config() const { return net_->config(); }
 
@@ -124,9 +125,13 @@ class DiffusionWorldModel {
                      const GenerateOptions& options, const at::Tensor& augment_noise);
 
  private:
-  GeneralDiT net_;
+  std::shared_ptr<DiffusionNetwork> net_;
   std::unique_ptr<Parametrization> parametrization_;
 };
+
+// The parametrisation a network was trained with: EDM (sigma_data 0.5) for GeneralDIT, rectified flow for
+// MiniTrainDIT.
+std::unique_ptr<Parametrization> DefaultParametrization(const DiTConfig& config);
 
 // Pixel-frame bookkeeping of a causal video tokenizer with temporal compression `tc` (CV8x8x8: 8): N frames ->
 // 1 + (N - 1) / tc latent frames; valid N are 1 + k * tc.
