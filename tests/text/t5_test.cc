@@ -204,6 +204,26 @@ TEST_P(T5ReferenceTest, OutputsDoNotChangeWhenPaddedLonger) {
   EXPECT_LT(MaxAbsDiff(alone.embeddings[0], base.embeddings[1].slice(0, 0, 17)), 1e-5);
 }
 
+// bfloat16 compute (the GPU setting for the 11B encoder): float32 checkpoint converted on load, statistics and
+// softmax in float32, outputs returned as float32.
+TEST_P(T5ReferenceTest, BFloat16IsCloseToTheReference) {
+  auto config = T5Config::FromJsonFile(dir_ + "/single/config.json");
+  ASSERT_TRUE(config.ok()) << config.status();
+  T5EncoderOptions o;
+  o.dtype = "bfloat16";
+  WFM_ASSERT_OK_AND_ASSIGN(auto enc, T5TextEncoder::Create(*config, std::make_shared<ByteTokenizer>(), o));
+  WFM_ASSERT_OK_AND_ASSIGN(LoadReport report, LoadT5Checkpoint(enc->model(), dir_ + "/single"));
+  EXPECT_GT(report.converted, 0);
+  EXPECT_EQ(enc->model()->shared->weight.scalar_type(), at::kBFloat16);
+  const at::Tensor mask = ref_.at("mask"), hidden = ref_.at("hidden");
+  WFM_ASSERT_OK_AND_ASSIGN(TextEmbeddings e, enc->EncodeTokens(ref_.at("ids"), mask));
+  EXPECT_EQ(e.embeddings.scalar_type(), at::kFloat);
+  const at::Tensor valid = mask.to(at::kBool).unsqueeze(-1).expand_as(hidden);
+  const double diff = MaxRelDiff(e.embeddings.masked_select(valid), hidden.masked_select(valid));
+  std::cout << "[ parity ] bfloat16 (" << GetParam() << "): max rel diff " << diff << "\n";
+  EXPECT_LT(diff, 5e-2) << "HINT: bfloat16 keeps ~3 significant digits; a larger error means a float32 step is lost";
+}
+
 INSTANTIATE_TEST_SUITE_P(Ffn, T5ReferenceTest, ::testing::Values("relu", "gated-gelu"),
                          [](const auto& info) { return info.param == "relu" ? std::string("Relu") : "GatedGelu"; });
 

@@ -1,9 +1,8 @@
 // The built-in text encoder: a small trainable T5 encoder over byte (or SentencePiece) tokens, saved as one
-// self-describing safetensors file. Initialisation follows transformers T5PreTrainedModel._init_weights.
+// self-describing safetensors file.
 #include "wfm/core/text/builtin_encoder.h"
 
 #include <ATen/ATen.h>
-#include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
 
@@ -24,37 +23,6 @@ constexpr char kSpmTensor[] = "tokenizer.sentencepiece_model";
 int64_t RoundUp(int64_t n, int64_t multiple) { return (n + multiple - 1) / multiple * multiple; }
 
 }  // namespace
-
-void InitT5Weights(T5EncoderModel& model, uint64_t seed) {
-  const T5Config& c = model->config;
-  at::Generator gen = at::detail::createCPUGenerator(seed);
-  at::NoGradGuard no_grad;
-  auto normal = [&](at::Tensor& p, double std) {
-    p.copy_(at::empty(p.sizes(), at::kFloat).normal_(0.0, std, gen));
-  };
-  const double dm = static_cast<double>(c.d_model);
-  normal(model->shared->weight, 1.0);
-  for (size_t i = 0; i < model->encoder->block->size(); ++i) {
-    auto block = model->encoder->block->ptr<T5BlockImpl>(i);
-    auto& attn = *block->self_attention->SelfAttention;
-    normal(attn.q->weight, 1.0 / std::sqrt(dm * static_cast<double>(c.d_kv)));
-    normal(attn.k->weight, 1.0 / std::sqrt(dm));
-    normal(attn.v->weight, 1.0 / std::sqrt(dm));
-    normal(attn.o->weight, 1.0 / std::sqrt(static_cast<double>(c.num_heads * c.d_kv)));
-    if (!attn.relative_attention_bias.is_empty()) normal(attn.relative_attention_bias->weight, 1.0 / std::sqrt(dm));
-    auto& ffn = *block->ff->DenseReluDense;
-    if (c.is_gated_act()) {
-      normal(ffn.wi_0->weight, 1.0 / std::sqrt(dm));
-      normal(ffn.wi_1->weight, 1.0 / std::sqrt(dm));
-    } else {
-      normal(ffn.wi->weight, 1.0 / std::sqrt(dm));
-    }
-    normal(ffn.wo->weight, 1.0 / std::sqrt(static_cast<double>(c.d_ff)));
-    block->self_attention->layer_norm->weight.fill_(1.0);
-    block->ff->layer_norm->weight.fill_(1.0);
-  }
-  model->encoder->final_layer_norm->weight.fill_(1.0);
-}
 
 absl::StatusOr<std::unique_ptr<T5TextEncoder>> CreateBuiltinTextEncoder(const BuiltinTextEncoderOptions& o) {
   std::shared_ptr<Tokenizer> tokenizer;
@@ -80,11 +48,7 @@ absl::StatusOr<std::unique_ptr<T5TextEncoder>> CreateBuiltinTextEncoder(const Bu
   eo.device = o.device;
   eo.trainable = true;
   eo.pad_to_max_length = o.pad_to_max_length;
-  WFM_ASSIGN_OR_RETURN(std::unique_ptr<T5TextEncoder> enc, T5TextEncoder::Create(c, tokenizer, eo));
-  WFM_RETURN_IF_ERROR(CatchToStatus("initialising the built-in text encoder", [&]() -> absl::Status {
-    InitT5Weights(enc->model(), o.seed);
-    return absl::OkStatus();
-  }));
+  WFM_ASSIGN_OR_RETURN(std::unique_ptr<T5TextEncoder> enc, T5TextEncoder::Create(c, tokenizer, eo, o.seed));
   enc->set_model_id(absl::StrCat("builtin:", Fingerprint(absl::StrCat(c.ToJson().dump(), tokenizer->fingerprint(),
                                                                        ":seed", o.seed))));
   return enc;

@@ -4,6 +4,7 @@
 #include "wfm/core/text/t5.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/functional.h>
 
 #include <cmath>
@@ -255,15 +256,28 @@ at::Tensor RelativePositionBuckets(const at::Tensor& relative_position, bool bid
 
 // ---- modules ----
 
-T5AttentionImpl::T5AttentionImpl(const T5Config& c, bool has_relative_attention_bias) : config(c) {
+T5LinearImpl::T5LinearImpl(int64_t in_features, int64_t out_features, const at::TensorOptions& options) {
+  weight = register_parameter("weight", at::empty({out_features, in_features}, options));
+}
+
+at::Tensor T5LinearImpl::forward(const at::Tensor& x) { return at::linear(x, weight); }
+
+T5EmbeddingImpl::T5EmbeddingImpl(int64_t num_embeddings, int64_t dim, const at::TensorOptions& options) {
+  weight = register_parameter("weight", at::empty({num_embeddings, dim}, options));
+}
+
+at::Tensor T5EmbeddingImpl::forward(const at::Tensor& ids) { return at::embedding(weight, ids); }
+
+T5AttentionImpl::T5AttentionImpl(const T5Config& c, bool has_relative_attention_bias, const at::TensorOptions& options)
+    : config(c) {
   const int64_t inner = c.inner_dim();
-  q = register_module("q", torch::nn::Linear(torch::nn::LinearOptions(c.d_model, inner).bias(false)));
-  k = register_module("k", torch::nn::Linear(torch::nn::LinearOptions(c.d_model, inner).bias(false)));
-  v = register_module("v", torch::nn::Linear(torch::nn::LinearOptions(c.d_model, inner).bias(false)));
-  o = register_module("o", torch::nn::Linear(torch::nn::LinearOptions(inner, c.d_model).bias(false)));
+  q = register_module("q", T5Linear(c.d_model, inner, options));
+  k = register_module("k", T5Linear(c.d_model, inner, options));
+  v = register_module("v", T5Linear(c.d_model, inner, options));
+  o = register_module("o", T5Linear(inner, c.d_model, options));
   if (has_relative_attention_bias) {
-    relative_attention_bias = register_module(
-        "relative_attention_bias", torch::nn::Embedding(c.relative_attention_num_buckets, c.num_heads));
+    relative_attention_bias =
+        register_module("relative_attention_bias", T5Embedding(c.relative_attention_num_buckets, c.num_heads, options));
   }
 }
 
@@ -289,8 +303,8 @@ at::Tensor T5AttentionImpl::forward(const at::Tensor& x, const at::Tensor& posit
   return o(out.transpose(1, 2).reshape({b, l, h * dk}));  // [B, L, d_model]
 }
 
-T5DenseImpl::T5DenseImpl(const T5Config& c) : config(c) {
-  auto linear = [](int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)); };
+T5DenseImpl::T5DenseImpl(const T5Config& c, const at::TensorOptions& options) : config(c) {
+  auto linear = [&](int64_t in, int64_t out) { return T5Linear(in, out, options); };
   if (c.is_gated_act()) {
     wi_0 = register_module("wi_0", linear(c.d_model, c.d_ff));
     wi_1 = register_module("wi_1", linear(c.d_model, c.d_ff));
@@ -307,9 +321,10 @@ at::Tensor T5DenseImpl::forward(const at::Tensor& x) {
   return wo(h);  // [B, L, d_model]
 }
 
-T5LayerSelfAttentionImpl::T5LayerSelfAttentionImpl(const T5Config& c, bool has_relative_attention_bias)
+T5LayerSelfAttentionImpl::T5LayerSelfAttentionImpl(const T5Config& c, bool has_relative_attention_bias,
+                                                   const at::TensorOptions& options)
     : dropout(c.dropout_rate) {
-  SelfAttention = register_module("SelfAttention", T5Attention(c, has_relative_attention_bias));
+  SelfAttention = register_module("SelfAttention", T5Attention(c, has_relative_attention_bias, options));
   layer_norm = register_module("layer_norm", T5LayerNorm(wfm::nn::RMSNormOptions(c.d_model).eps(c.layer_norm_epsilon)));
 }
 
@@ -320,8 +335,8 @@ at::Tensor T5LayerSelfAttentionImpl::forward(const at::Tensor& x, const at::Tens
   return x + y;
 }
 
-T5LayerFFImpl::T5LayerFFImpl(const T5Config& c) : dropout(c.dropout_rate) {
-  DenseReluDense = register_module("DenseReluDense", T5Dense(c));
+T5LayerFFImpl::T5LayerFFImpl(const T5Config& c, const at::TensorOptions& options) : dropout(c.dropout_rate) {
+  DenseReluDense = register_module("DenseReluDense", T5Dense(c, options));
   layer_norm = register_module("layer_norm", T5LayerNorm(wfm::nn::RMSNormOptions(c.d_model).eps(c.layer_norm_epsilon)));
 }
 
@@ -331,9 +346,9 @@ at::Tensor T5LayerFFImpl::forward(const at::Tensor& x) {
   return x + y;
 }
 
-T5BlockImpl::T5BlockImpl(const T5Config& c, bool has_relative_attention_bias) {
-  self_attention = T5LayerSelfAttention(c, has_relative_attention_bias);
-  ff = T5LayerFF(c);
+T5BlockImpl::T5BlockImpl(const T5Config& c, bool has_relative_attention_bias, const at::TensorOptions& options) {
+  self_attention = T5LayerSelfAttention(c, has_relative_attention_bias, options);
+  ff = T5LayerFF(c, options);
   register_module("layer", torch::nn::ModuleList(self_attention, ff));
 }
 
@@ -341,9 +356,11 @@ at::Tensor T5BlockImpl::forward(const at::Tensor& x, const at::Tensor& position_
   return ClampFp16(ff(ClampFp16(self_attention(x, position_bias, mask_bias))));
 }
 
-T5StackImpl::T5StackImpl(const T5Config& c) : config(c) {
+T5StackImpl::T5StackImpl(const T5Config& c, const at::TensorOptions& options) : config(c) {
   block = register_module("block", torch::nn::ModuleList());
-  for (int64_t i = 0; i < c.num_layers; ++i) block->push_back(T5Block(c, /*has_relative_attention_bias=*/i == 0));
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    block->push_back(T5Block(c, /*has_relative_attention_bias=*/i == 0, options));
+  }
   final_layer_norm =
       register_module("final_layer_norm", T5LayerNorm(wfm::nn::RMSNormOptions(c.d_model).eps(c.layer_norm_epsilon)));
 }
@@ -371,13 +388,46 @@ at::Tensor T5StackImpl::forward(const at::Tensor& embeds, const at::Tensor& mask
   return x;
 }
 
-T5EncoderModelImpl::T5EncoderModelImpl(const T5Config& c) : config(c) {
-  shared = register_module("shared", torch::nn::Embedding(c.vocab_size, c.d_model));
-  encoder = register_module("encoder", T5Stack(c));
+T5EncoderModelImpl::T5EncoderModelImpl(const T5Config& c, const at::TensorOptions& options) : config(c) {
+  shared = register_module("shared", T5Embedding(c.vocab_size, c.d_model, options));
+  encoder = register_module("encoder", T5Stack(c, options));
+  to(options.device(), options.dtype().toScalarType());  // the layer norms (created as float32 ones on the CPU)
 }
 
 at::Tensor T5EncoderModelImpl::forward(const at::Tensor& ids, const at::Tensor& mask) {
   return encoder(shared(ids), mask);  // [B, L, d_model]
+}
+
+// transformers T5PreTrainedModel._init_weights (initializer_factor 1).
+void InitT5Weights(T5EncoderModel& model, uint64_t seed) {
+  const T5Config& c = model->config;
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  at::NoGradGuard no_grad;
+  auto normal = [&](at::Tensor& p, double std) {
+    p.copy_(at::empty(p.sizes(), at::kFloat).normal_(0.0, std, gen));
+  };
+  const double dm = static_cast<double>(c.d_model);
+  normal(model->shared->weight, 1.0);
+  for (size_t i = 0; i < model->encoder->block->size(); ++i) {
+    auto block = model->encoder->block->ptr<T5BlockImpl>(i);
+    auto& attn = *block->self_attention->SelfAttention;
+    normal(attn.q->weight, 1.0 / std::sqrt(dm * static_cast<double>(c.d_kv)));
+    normal(attn.k->weight, 1.0 / std::sqrt(dm));
+    normal(attn.v->weight, 1.0 / std::sqrt(dm));
+    normal(attn.o->weight, 1.0 / std::sqrt(static_cast<double>(c.num_heads * c.d_kv)));
+    if (!attn.relative_attention_bias.is_empty()) normal(attn.relative_attention_bias->weight, 1.0 / std::sqrt(dm));
+    auto& ffn = *block->ff->DenseReluDense;
+    if (c.is_gated_act()) {
+      normal(ffn.wi_0->weight, 1.0 / std::sqrt(dm));
+      normal(ffn.wi_1->weight, 1.0 / std::sqrt(dm));
+    } else {
+      normal(ffn.wi->weight, 1.0 / std::sqrt(dm));
+    }
+    normal(ffn.wo->weight, 1.0 / std::sqrt(static_cast<double>(c.d_ff)));
+    block->self_attention->layer_norm->weight.fill_(1.0);
+    block->ff->layer_norm->weight.fill_(1.0);
+  }
+  model->encoder->final_layer_norm->weight.fill_(1.0);
 }
 
 }  // namespace wfm::text

@@ -94,9 +94,8 @@ T5TextEncoder::T5TextEncoder(T5Config config, std::shared_ptr<Tokenizer> tokeniz
                              c10::Device device)
     : config_(std::move(config)), tokenizer_(std::move(tokenizer)), options_(std::move(options)), device_(device) {}
 
-absl::StatusOr<std::unique_ptr<T5TextEncoder>> T5TextEncoder::Create(const T5Config& config,
-                                                                     std::shared_ptr<Tokenizer> tokenizer,
-                                                                     const T5EncoderOptions& options) {
+absl::StatusOr<std::unique_ptr<T5TextEncoder>> T5TextEncoder::CreateUninitialized(
+    const T5Config& config, std::shared_ptr<Tokenizer> tokenizer, const T5EncoderOptions& options) {
   WFM_RETURN_IF_ERROR(config.Validate());
   if (!tokenizer) return absl::InvalidArgumentError("T5TextEncoder needs a tokenizer");
   if (tokenizer->vocab_size() > config.vocab_size) {
@@ -111,13 +110,24 @@ absl::StatusOr<std::unique_ptr<T5TextEncoder>> T5TextEncoder::Create(const T5Con
   WFM_ASSIGN_OR_RETURN(at::ScalarType dtype, ParseDtype(options.dtype));
   std::unique_ptr<T5TextEncoder> enc(new T5TextEncoder(config, std::move(tokenizer), options, device));
   WFM_RETURN_IF_ERROR(CatchToStatus("creating the T5 encoder", [&]() -> absl::Status {
-    enc->model_ = T5EncoderModel(config);
-    enc->model_->to(device, dtype);
+    enc->model_ = T5EncoderModel(config, at::TensorOptions().device(device).dtype(dtype));
     enc->model_->eval();
     for (auto& p : enc->model_->parameters()) p.set_requires_grad(options.trainable);
     return absl::OkStatus();
   }));
-  enc->model_id_ = absl::StrCat("t5:", config.name, ":random");
+  enc->model_id_ = absl::StrCat("t5:", config.name, ":uninitialized");
+  return enc;
+}
+
+absl::StatusOr<std::unique_ptr<T5TextEncoder>> T5TextEncoder::Create(const T5Config& config,
+                                                                     std::shared_ptr<Tokenizer> tokenizer,
+                                                                     const T5EncoderOptions& options, uint64_t seed) {
+  WFM_ASSIGN_OR_RETURN(std::unique_ptr<T5TextEncoder> enc, CreateUninitialized(config, std::move(tokenizer), options));
+  WFM_RETURN_IF_ERROR(CatchToStatus("initialising the T5 encoder", [&]() -> absl::Status {
+    InitT5Weights(enc->model_, seed);
+    return absl::OkStatus();
+  }));
+  enc->model_id_ = absl::StrCat("t5:", config.name, ":random", seed);
   return enc;
 }
 
@@ -156,7 +166,7 @@ absl::StatusOr<std::unique_ptr<T5TextEncoder>> T5TextEncoder::Load(const std::st
     WFM_LOG(WARNING) << model_dir << ": tokenizer EOS id " << tokenizer->eos_id() << " differs from config.json eos_token_id "
                      << config.eos_token_id << "; using the tokenizer's";
   }
-  WFM_ASSIGN_OR_RETURN(std::unique_ptr<T5TextEncoder> enc, Create(config, tokenizer, options),
+  WFM_ASSIGN_OR_RETURN(std::unique_ptr<T5TextEncoder> enc, CreateUninitialized(config, tokenizer, options),
                        "loading '", model_dir, "'");
   std::vector<std::string> files;
   WFM_ASSIGN_OR_RETURN(LoadReport report, LoadT5Checkpoint(enc->model_, model_dir, &files));

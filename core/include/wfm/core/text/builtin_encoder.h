@@ -55,9 +55,4 @@ struct LoadBuiltinOptions {
 absl::StatusOr<std::unique_ptr<T5TextEncoder>> LoadBuiltinTextEncoder(const std::string& path,
                                                                       const LoadBuiltinOptions& options = {});
 
-// Initialises T5 weights as transformers' T5PreTrainedModel._init_weights (factor 1.0): embeddings N(0, 1),
-// q N(0, (d_model*d_kv)^-1/2), k/v N(0, d_model^-1/2), o N(0, (H*d_kv)^-1/2), wi N(0, d_model^-1/2),
-// wo N(0, d_ff^-1/2), relative bias N(0, d_model^-1/2), norms 1.
-void InitT5Weights(T5EncoderModel& model, uint64_t seed);
-
 }  // namespace wfm::text

@@ -24,8 +24,6 @@
 #include <c10/core/Device.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
-#include <torch/nn/modules/embedding.h>
-#include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
 #include <nlohmann/json_fwd.hpp>
@@ -86,20 +84,40 @@ at::Tensor RelativePositionBuckets(const at::Tensor& relative_position, bool bid
 
 // ---- modules (names = reference names) ----
 
+// Bias-free linear layer (state dict of torch.nn.Linear(bias=False): "weight" [out, in]) whose weight is only
+// allocated, with the model's dtype/device: a checkpoint overwrites it and InitT5Weights initialises fresh models,
+// so an 11B encoder is never randomly initialised in float32 on the CPU first.
+class T5LinearImpl : public torch::nn::Module {
+ public:
+  T5LinearImpl(int64_t in_features, int64_t out_features, const at::TensorOptions& options);
+  at::Tensor forward(const at::Tensor& x);  // [..., in] -> [..., out]
+  at::Tensor weight;                        // [out, in]
+};
+TORCH_MODULE(T5Linear);
+
+// Embedding table ("weight" [num, dim]), allocated like T5Linear.
+class T5EmbeddingImpl : public torch::nn::Module {
+ public:
+  T5EmbeddingImpl(int64_t num_embeddings, int64_t dim, const at::TensorOptions& options);
+  at::Tensor forward(const at::Tensor& ids);  // int64 [...] -> [..., dim]
+  at::Tensor weight;                          // [num, dim]
+};
+TORCH_MODULE(T5Embedding);
+
 // T5LayerNorm is wfm::nn::RMSNorm (weight * x / sqrt(mean(x^2) + eps), statistics in float32, no mean, no bias).
 using T5LayerNorm = wfm::nn::RMSNorm;
 
 class T5AttentionImpl : public torch::nn::Module {
  public:
-  T5AttentionImpl(const T5Config& config, bool has_relative_attention_bias);
+  T5AttentionImpl(const T5Config& config, bool has_relative_attention_bias, const at::TensorOptions& options);
   // x: [B, L, d_model]; position_bias: [1, H, L, L]; mask_bias: additive [B, 1, 1, L] or undefined.
   // Returns [B, L, d_model]. Attention dropout is not applied in training (wfm::nn::Attention has none).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& position_bias, const at::Tensor& mask_bias);
   // The relative position bias [1, H, Lq, Lk] (only for the block that owns relative_attention_bias).
   at::Tensor ComputeBias(int64_t query_length, int64_t key_length);
 
-  torch::nn::Linear q{nullptr}, k{nullptr}, v{nullptr}, o{nullptr};
-  torch::nn::Embedding relative_attention_bias{nullptr};  // [num_buckets, H]; first block only
+  T5Linear q{nullptr}, k{nullptr}, v{nullptr}, o{nullptr};
+  T5Embedding relative_attention_bias{nullptr};  // [num_buckets, H]; first block only
   T5Config config;
 };
 TORCH_MODULE(T5Attention);
@@ -107,9 +125,9 @@ TORCH_MODULE(T5Attention);
 // "DenseReluDense": wi -> act -> wo, or gated: act(wi_0) * wi_1 -> wo.
 class T5DenseImpl : public torch::nn::Module {
  public:
-  explicit T5DenseImpl(const T5Config& config);
+  T5DenseImpl(const T5Config& config, const at::TensorOptions& options);
   at::Tensor forward(const at::Tensor& x);
-  torch::nn::Linear wi{nullptr}, wi_0{nullptr}, wi_1{nullptr}, wo{nullptr};
+  T5Linear wi{nullptr}, wi_0{nullptr}, wi_1{nullptr}, wo{nullptr};
   T5Config config;
 };
 TORCH_MODULE(T5Dense);
@@ -117,7 +135,8 @@ TORCH_MODULE(T5Dense);
 // layer.0 = {SelfAttention, layer_norm}; layer.1 = {DenseReluDense, layer_norm}.
 class T5LayerSelfAttentionImpl : public torch::nn::Module {
  public:
-  T5LayerSelfAttentionImpl(const T5Config& config, bool has_relative_attention_bias);
+  T5LayerSelfAttentionImpl(const T5Config& config, bool has_relative_attention_bias,
+                           const at::TensorOptions& options);
   at::Tensor forward(const at::Tensor& x, const at::Tensor& position_bias, const at::Tensor& mask_bias);
   T5Attention SelfAttention{nullptr};
   T5LayerNorm layer_norm{nullptr};
@@ -127,7 +146,7 @@ TORCH_MODULE(T5LayerSelfAttention);
 
 class T5LayerFFImpl : public torch::nn::Module {
  public:
-  explicit T5LayerFFImpl(const T5Config& config);
+  T5LayerFFImpl(const T5Config& config, const at::TensorOptions& options);
   at::Tensor forward(const at::Tensor& x);
   T5Dense DenseReluDense{nullptr};
   T5LayerNorm layer_norm{nullptr};
@@ -137,7 +156,7 @@ TORCH_MODULE(T5LayerFF);
 
 class T5BlockImpl : public torch::nn::Module {
  public:
-  T5BlockImpl(const T5Config& config, bool has_relative_attention_bias);
+  T5BlockImpl(const T5Config& config, bool has_relative_attention_bias, const at::TensorOptions& options);
   at::Tensor forward(const at::Tensor& x, const at::Tensor& position_bias, const at::Tensor& mask_bias);
   T5LayerSelfAttention self_attention{nullptr};  // registered as "layer.0"
   T5LayerFF ff{nullptr};                         // registered as "layer.1"
@@ -147,7 +166,7 @@ TORCH_MODULE(T5Block);
 // The encoder stack ("encoder."): blocks + final_layer_norm. The token embedding is the model's `shared`.
 class T5StackImpl : public torch::nn::Module {
  public:
-  explicit T5StackImpl(const T5Config& config);
+  T5StackImpl(const T5Config& config, const at::TensorOptions& options);
   // embeds: [B, L, d_model]; mask: bool [B, L] (true = real token) or undefined (all real).
   at::Tensor forward(const at::Tensor& embeds, const at::Tensor& mask);
   torch::nn::ModuleList block{nullptr};
@@ -159,14 +178,21 @@ TORCH_MODULE(T5Stack);
 // T5EncoderModel: "shared" token embedding + "encoder" stack. Returns last_hidden_state (not zeroed).
 class T5EncoderModelImpl : public torch::nn::Module {
  public:
-  explicit T5EncoderModelImpl(const T5Config& config);
+  // Parameters are allocated with `options` (dtype/device) and left uninitialised, except the layer norms (ones):
+  // load a checkpoint or call InitT5Weights.
+  explicit T5EncoderModelImpl(const T5Config& config, const at::TensorOptions& options = {});
   // ids: int64 [B, L]; mask: bool/int [B, L] or undefined. Returns [B, L, d_model] in the parameters' dtype.
   at::Tensor forward(const at::Tensor& ids, const at::Tensor& mask = {});
-  torch::nn::Embedding shared{nullptr};  // [vocab, d_model]
+  T5Embedding shared{nullptr};  // [vocab, d_model]
   T5Stack encoder{nullptr};
   T5Config config;
 };
 TORCH_MODULE(T5EncoderModel);
+
+// Initialises T5 weights as transformers' T5PreTrainedModel._init_weights (factor 1.0): embeddings N(0, 1),
+// q N(0, (d_model*d_kv)^-1/2), k/v N(0, d_model^-1/2), o N(0, (H*d_kv)^-1/2), wi N(0, d_model^-1/2),
+// wo N(0, d_ff^-1/2), relative bias N(0, d_model^-1/2), norms 1.
+void InitT5Weights(T5EncoderModel& model, uint64_t seed);
 
 // ---- checkpoints ----
 
@@ -204,10 +230,12 @@ class T5TextEncoder : public TextEncoder {
   // spiece.model whose tokenizer_config.json names ByT5Tokenizer (or whose config says vocab 384) uses bytes.
   static absl::StatusOr<std::unique_ptr<T5TextEncoder>> Load(const std::string& model_dir,
                                                              const T5EncoderOptions& options = {});
-  // Builds an encoder from parts (random weights until loaded); checks that the tokenizer fits the vocabulary.
+  // Builds an encoder from parts, with InitT5Weights(seed) weights; checks that the tokenizer fits the
+  // vocabulary.
   static absl::StatusOr<std::unique_ptr<T5TextEncoder>> Create(const T5Config& config,
                                                                std::shared_ptr<Tokenizer> tokenizer,
-                                                               const T5EncoderOptions& options = {});
+                                                               const T5EncoderOptions& options = {},
+                                                               uint64_t seed = 0);
 
   absl::StatusOr<TextEmbeddings> Encode(const std::vector<std::string>& prompts) override;
   // The encoder on already tokenised input (ids int64 [B, L], mask bool [B, L]); padded positions are zeroed.
@@ -228,6 +256,10 @@ class T5TextEncoder : public TextEncoder {
  private:
   T5TextEncoder(T5Config config, std::shared_ptr<Tokenizer> tokenizer, T5EncoderOptions options,
                 c10::Device device);
+  // Create() without initialising the weights (Load() overwrites them all).
+  static absl::StatusOr<std::unique_ptr<T5TextEncoder>> CreateUninitialized(const T5Config& config,
+                                                                            std::shared_ptr<Tokenizer> tokenizer,
+                                                                            const T5EncoderOptions& options);
   T5Config config_;
   std::shared_ptr<Tokenizer> tokenizer_;
   T5EncoderOptions options_;

@@ -8,7 +8,9 @@
 //
 // TokenizeBatch follows Hugging Face `tokenizer(prompts, truncation=True, padding="max_length",
 // max_length=L)` for T5 (what Cosmos calls): ids + EOS, truncated to L - 1 tokens before the EOS (so the EOS is
-// always kept) with a warning, padded with pad_id, mask true on real tokens (EOS included).
+// always kept) with a warning, padded with pad_id, mask true on real tokens (EOS included). One difference: text
+// is handed to SentencePiece as is, so special-token spellings inside a prompt ("</s>", "<extra_id_0>") are encoded
+// as ordinary text, where transformers' T5 tokenizer would map them to their special ids.
 //
 //   WFM_ASSIGN_OR_RETURN(auto tok, text::SentencePieceTokenizer::Load("t5-11b/spiece.model"));
 //   WFM_ASSIGN_OR_RETURN(text::TokenBatch batch, text::TokenizeBatch(*tok, {"a red car"}, {}));
