@@ -35,7 +35,8 @@ struct SampleData {
 
 struct FrameRecord {
   int64_t index = 0;
-  float luma = 0, luma_std = 0, diff = 0;
+  float luma = 0, luma_std = 0, diff = 0;  // diff: mean |gray - previous distinct gray|
+  bool repeated = false;                    // a constant-frame-rate repeat (no new picture)
   std::shared_ptr<SampleData> sample;
   at::Tensor model_rgb;  // [mh, mw, 3] on model-sampled frames
 };
@@ -157,7 +158,10 @@ class ClipAccumulator {
     ++frames_;
     luma_ += r.luma;
     std_ += r.luma_std;
-    diff_ += r.diff;
+    if (!r.repeated) {
+      if (distinct_ > 0) diff_ += r.diff;
+      ++distinct_;
+    }
     if (r.model_rgb.defined()) model_frames_.push_back(r.model_rgb);
     if (!r.sample) return;
     const SampleData& s = *r.sample;
@@ -187,7 +191,7 @@ class ClipAccumulator {
     const CropBox& b = c->crop;
     c->brightness = frames_ ? luma_ / frames_ : 0;
     c->contrast = frames_ ? std_ / frames_ : 0;
-    c->frame_diff = frames_ > 1 ? diff_ / (frames_ - 1) : 0;
+    c->frame_diff = distinct_ > 1 ? diff_ / (distinct_ - 1) : 0;
     // Motion inside the crop.
     const std::vector<double>* sum = mv_frames_ > 0 ? &motion_mv_ : fb_frames_ > 0 ? &motion_fb_ : nullptr;
     int64_t n = mv_frames_ > 0 ? mv_frames_ : fb_frames_;
@@ -252,7 +256,7 @@ class ClipAccumulator {
 
  private:
   Geometry g_;
-  int64_t frames_ = 0, samples_ = 0, mv_frames_ = 0, fb_frames_ = 0;
+  int64_t frames_ = 0, distinct_ = 0, samples_ = 0, mv_frames_ = 0, fb_frames_ = 0;
   double luma_ = 0, std_ = 0, diff_ = 0;
   std::vector<double> motion_mv_, motion_fb_;
   std::vector<float> row_max_, col_max_;
@@ -528,7 +532,7 @@ absl::StatusOr<VideoAnalysis> AnalyzeVideo(const std::string& path, const Analys
   ClipSegmenter segmenter(o.clips, fps, cb);
 
   std::vector<uint8_t> rgb(static_cast<size_t>(kAW) * kAH * 3), gray(static_cast<size_t>(kAW) * kAH);
-  std::vector<uint8_t> prev_gray(gray.size()), last_distinct(gray.size()), prev_distinct(gray.size());
+  std::vector<uint8_t> last_distinct(gray.size()), prev_distinct(gray.size());
   std::vector<uint8_t> blur_gray(static_cast<size_t>(g.bw) * g.bh);
   int64_t last_distinct_index = -1, prev_distinct_index = -1;
   bool have_prev = false;
@@ -547,12 +551,13 @@ absl::StatusOr<VideoAnalysis> AnalyzeVideo(const std::string& path, const Analys
       double p = gray[k];
       s += p;
       s2 += p * p;
-      if (have_prev) d += std::abs(p - prev_gray[k]);
+      if (have_prev) d += std::abs(p - last_distinct[k]);
     }
     const double n = static_cast<double>(gray.size());
     r.luma = static_cast<float>(s / n);
     r.luma_std = static_cast<float>(std::sqrt(std::max(0.0, s2 / n - (s / n) * (s / n))));
     r.diff = static_cast<float>(d / n);
+    r.repeated = f.repeated();
     if (!f.repeated()) {
       std::swap(prev_distinct, last_distinct);
       prev_distinct_index = last_distinct_index;
@@ -597,7 +602,6 @@ absl::StatusOr<VideoAnalysis> AnalyzeVideo(const std::string& path, const Analys
       WFM_RETURN_IF_ERROR(f.ToRgb(g.mw, g.mh, t.data_ptr<uint8_t>()));
       r.model_rgb = t;
     }
-    std::swap(prev_gray, gray);
     have_prev = true;
     records.push_back(std::move(r));
 
@@ -619,6 +623,10 @@ absl::StatusOr<VideoAnalysis> AnalyzeVideo(const std::string& path, const Analys
   if (dec->read_error()) {
     return absl::DataLossError(absl::StrCat(path, ": read error after ", num_frames, " frames (",
                                             dec->read_error_message(), ")"));
+  }
+  if (dec->ends_corrupt()) {
+    return absl::DataLossError(absl::StrCat(path, ": truncated or corrupt at the end (", dec->corrupt_packets(),
+                                            " corrupt packets, ", dec->corrupt_frames(), " corrupt frames)"));
   }
   // Truncated files: far fewer frames than the container announces.
   if (info.num_frames > 0 && num_frames + std::max<int64_t>(2, std::llround(fps)) < info.num_frames * 9 / 10) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <tuple>
 
 #include <ATen/ATen.h>
@@ -19,6 +20,7 @@ extern "C" {
 }
 
 #include "wfm/core/ffmpeg_ptr.h"
+#include "wfm/core/logging.h"
 #include "wfm/core/status.h"
 
 namespace wfm::curation {
@@ -71,6 +73,13 @@ bool HasDirectLuma(AVPixelFormat f) {
     default:
       return false;
   }
+}
+
+// FFmpeg's own messages (concealment reports, probe warnings) stay off stderr like in core's video IO: what
+// matters comes back as a Status. WFM_LOG_LEVEL=debug shows them.
+void QuietFfmpeg() {
+  static std::once_flag once;
+  std::call_once(once, [] { av_log_set_level(GetLogLevel() == LogLevel::kDebug ? AV_LOG_INFO : AV_LOG_FATAL); });
 }
 
 }  // namespace
@@ -140,6 +149,7 @@ VideoDecoder::~VideoDecoder() = default;
 
 absl::StatusOr<std::unique_ptr<VideoDecoder>> VideoDecoder::Open(const std::string& path,
                                                                  const DecoderOptions& options) {
+  QuietFfmpeg();
   std::unique_ptr<VideoDecoder> d(new VideoDecoder());
   d->impl_->name = path;
   AVFormatContext* raw = nullptr;
@@ -152,6 +162,7 @@ absl::StatusOr<std::unique_ptr<VideoDecoder>> VideoDecoder::Open(const std::stri
 
 absl::StatusOr<std::unique_ptr<VideoDecoder>> VideoDecoder::OpenBytes(absl::string_view data, const std::string& name,
                                                                       const DecoderOptions& options) {
+  QuietFfmpeg();
   std::unique_ptr<VideoDecoder> d(new VideoDecoder());
   Impl& m = *d->impl_;
   m.name = name;
@@ -286,7 +297,11 @@ absl::StatusOr<bool> VideoDecoder::ReceiveFrame(AVFrame* out) {
   Impl& m = *impl_;
   while (true) {
     int r = avcodec_receive_frame(m.codec.get(), out);
-    if (r == 0) return true;
+    if (r == 0) {
+      last_frame_corrupt_ = (out->flags & AV_FRAME_FLAG_CORRUPT) || out->decode_error_flags != 0;
+      corrupt_frames_ += last_frame_corrupt_;
+      return true;
+    }
     if (r == AVERROR_EOF) return false;
     if (r != AVERROR(EAGAIN)) {
       if (++decode_errors_ > m.max_errors) return FfmpegError(r, absl::StrCat("decoding ", m.name));
@@ -309,6 +324,8 @@ absl::StatusOr<bool> VideoDecoder::ReceiveFrame(AVFrame* out) {
       continue;
     }
     if (m.packet->stream_index == m.stream_index) {
+      last_packet_corrupt_ = m.packet->flags & AV_PKT_FLAG_CORRUPT;
+      corrupt_packets_ += last_packet_corrupt_;
       int s = avcodec_send_packet(m.codec.get(), m.packet.get());
       if (s < 0 && s != AVERROR(EAGAIN) && s != AVERROR_EOF && ++decode_errors_ > m.max_errors) {
         av_packet_unref(m.packet.get());

@@ -146,8 +146,10 @@ TEST_F(MediaTest, MotionSeparatesStaticFromMoving) {
     std::string mv = dir_ + "/moving_" + codec + ".mkv", st = dir_ + "/still_" + codec + ".mkv";
     WFM_ASSERT_OK(EncodeFrames(moving, 25, mv, args));
     WFM_ASSERT_OK(EncodeFrames(still, 25, st, args));
-    WFM_ASSERT_OK_AND_ASSIGN(VideoAnalysis m, AnalyzeVideo(mv, Options()));
-    WFM_ASSERT_OK_AND_ASSIGN(VideoAnalysis s, AnalyzeVideo(st, Options()));
+    AnalysisOptions opt = Options();
+    opt.filters.motion_filter = "enable";
+    WFM_ASSERT_OK_AND_ASSIGN(VideoAnalysis m, AnalyzeVideo(mv, opt));
+    WFM_ASSERT_OK_AND_ASSIGN(VideoAnalysis s, AnalyzeVideo(st, opt));
     ASSERT_FALSE(m.clips.empty());
     ASSERT_EQ(s.clips.size(), 1u);
     const ClipRecord& sc = s.clips[0];

@@ -31,8 +31,10 @@
 namespace wfm::curation {
 
 struct FilterOptions {
-  // Motion (cosmos-curate --motion-filter enable | score-only | disable and its thresholds).
-  std::string motion_filter = "enable";
+  // Motion (cosmos-curate --motion-filter enable | score-only | disable and its thresholds). The scores cost
+  // nothing extra in the single decode pass, so the default records them without filtering (upstream's
+  // default is "disable"); "enable" drops clips under either threshold.
+  std::string motion_filter = "score-only";
   double motion_global_mean_threshold = 0.00098;
   double motion_per_patch_min_256_threshold = 0.000001;
   // Static: the mean absolute difference between consecutive frames (0..255, at analysis resolution, over

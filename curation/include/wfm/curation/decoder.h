@@ -105,6 +105,11 @@ class VideoDecoder {
   int64_t frames_decoded() const { return current_.index_ + 1; }  // frames output so far (incl. repeats)
   // Corrupt packets skipped so far, and whether reading stopped on an I/O or demuxer error rather than EOF.
   int decode_errors() const { return decode_errors_; }
+  // Packets the demuxer marked corrupt (short reads, bad checksums) / decoded frames flagged corrupt, and
+  // whether the stream ended on one (a truncated file).
+  int corrupt_packets() const { return corrupt_packets_; }
+  int corrupt_frames() const { return corrupt_frames_; }
+  bool ends_corrupt() const { return last_packet_corrupt_ || last_frame_corrupt_; }
   bool read_error() const { return read_error_; }
   const std::string& read_error_message() const { return read_error_message_; }
 
@@ -119,7 +124,8 @@ class VideoDecoder {
   std::unique_ptr<Impl> impl_;
   VideoInfo info_;
   DecodedFrame current_;
-  int decode_errors_ = 0;
+  int decode_errors_ = 0, corrupt_packets_ = 0, corrupt_frames_ = 0;
+  bool last_packet_corrupt_ = false, last_frame_corrupt_ = false;
   bool read_error_ = false;
   std::string read_error_message_;
 };
