@@ -44,7 +44,7 @@ ProcessGroup::ProcessGroup() {
     mpi_ = size_ > 1;
   }
 #else
-  (void)LaunchedByMpi;
+  unsupported_ = LaunchedByMpi();
 #endif
 }
 

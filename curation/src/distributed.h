@@ -14,6 +14,8 @@ class ProcessGroup {
   int rank() const { return rank_; }
   int size() const { return size_; }
   bool mpi() const { return mpi_; }
+  // Started by an MPI launcher although this build has no MPI: every process would think it is alone.
+  bool unsupported_launch() const { return unsupported_; }
   void Barrier();
   // Rank 0's `value` on every rank.
   std::string Broadcast(const std::string& value);
@@ -25,7 +27,7 @@ class ProcessGroup {
  private:
   ProcessGroup();
   int rank_ = 0, size_ = 1;
-  bool mpi_ = false;
+  bool mpi_ = false, unsupported_ = false;
 };
 
 }  // namespace wfm::curation

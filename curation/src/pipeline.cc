@@ -287,6 +287,11 @@ absl::StatusOr<std::vector<std::string>> DiscoverInputs(const std::vector<std::s
 absl::StatusOr<nlohmann::json> RunCurate(const CurateOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   ProcessGroup& pg = ProcessGroup::Get();
+  if (pg.unsupported_launch()) {
+    return absl::FailedPreconditionError(
+        "curate: started by mpirun/srun, but this wfm was built without MPI (install libopenmpi-dev and rebuild, "
+        "or set WFM_NO_MPI=1 to run the processes independently... which would race: run one process instead)");
+  }
   if (o.output.empty()) return absl::InvalidArgumentError("curate: --output is required");
   const std::string out = Absolute(o.output);
   const std::string state = out + "/.state";

@@ -174,7 +174,7 @@ TEST_F(MediaTest, MotionSeparatesStaticFromMoving) {
 }
 
 TEST_F(MediaTest, LetterboxAndPillarboxCropWithin2Px) {
-  WFM_ASSERT_OK_AND_ASSIGN(at::Tensor frames, LoadFrames(city_, 0, 0, 0, 100));  // [100, 405, 720, 3]
+  WFM_ASSERT_OK_AND_ASSIGN(at::Tensor frames, LoadFrames(city_, 0, 0, 0, 80));  // [80, 405, 720, 3]
   struct Case {
     int top, bottom, left, right;
   };

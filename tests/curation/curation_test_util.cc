@@ -80,7 +80,7 @@ absl::Status EncodeFrames(const at::Tensor& frames, double fps, const std::strin
 }
 
 absl::StatusOr<Stitched> WriteStitchedVideo(const std::string& path, int w, int h, int num_segments, int seg_frames,
-                                            int dissolve_frames, const std::string& codec_args) {
+                                            int dissolve_frames, const std::string& codec_args, int variant) {
   const std::string media = wfm::testing::SharedPath("media");
   // cityCC0 has a cut at frame 116: its two shots are separate sources.
   const std::vector<Source> sources = {{media + "/cityCC0.mpg", 25.0, 0, 112},
@@ -96,12 +96,12 @@ absl::StatusOr<Stitched> WriteStitchedVideo(const std::string& path, int w, int 
   at::Tensor tail;  // the previous segment's last `dissolve_frames` frames, for a dissolve
   for (int i = 0; i < num_segments; ++i) {
     const Source& src = sources[i % sources.size()];
-    const Region& reg = regions[(i / sources.size() + i) % regions.size()];
+    const Region& reg = regions[(i / sources.size() + i + variant) % regions.size()];
     bool dissolve_in = i > 0 && i % 2 == 0;
     int overlap = dissolve_in ? dissolve_frames : 0;
     // Source frames for this segment, resampled to 25 fps from a varying start time.
     double avail_s = (src.last - src.first) / src.fps - (seg_frames + dissolve_frames) / kFps;
-    double offset_s = avail_s > 0 ? std::fmod(i * 1.37, avail_s) : 0.0;
+    double offset_s = avail_s > 0 ? std::fmod((i + 5 * variant) * 1.37 + 0.61 * variant, avail_s) : 0.0;
     int64_t first_src = src.first + static_cast<int64_t>(offset_s * src.fps);
     int64_t need_src = static_cast<int64_t>((seg_frames + 1) * src.fps / kFps) + 2;
     WFM_ASSIGN_OR_RETURN(at::Tensor raw, LoadFrames(src.file, 0, 0, first_src, need_src));

@@ -27,9 +27,11 @@ struct Stitched {
 // Writes `num_segments` shots of `seg_frames` frames (25 fps, w x h) cut from different sources and regions of
 // the shared clips (cityCC0, vtest, tree), joined alternately by hard cuts and `dissolve_frames`-long linear
 // cross-dissolves, streamed into ffmpeg (H.264 unless `codec_args` says otherwise).
+// `variant` changes the source offsets and regions (different videos from the same clips).
 absl::StatusOr<Stitched> WriteStitchedVideo(const std::string& path, int w, int h, int num_segments, int seg_frames,
                                             int dissolve_frames,
-                                            const std::string& codec_args = "-c:v libx264 -preset veryfast -crf 20 -pix_fmt yuv420p");
+                                            const std::string& codec_args = "-c:v libx264 -preset veryfast -crf 20 -pix_fmt yuv420p",
+                                            int variant = 0);
 
 // True when `/usr/bin/python3 -c "import torch"` works (for tests that script TorchScript models).
 bool HavePythonTorch();
