@@ -221,10 +221,10 @@ absl::StatusOr<TextContext> LoadTextContext(const ArConfig& config, const Genera
       return absl::InvalidArgumentError(absl::StrCat("text encoder '", a.text_encoder, "' gives ", enc->dim(),
                                                      "-dim embeddings, the model's context_dim is ",
                                                      config.context_dim));
-    WFM_ASSIGN_OR_RETURN(text::TextEmbeddings e, enc->Encode({a.prompt, ""}), "encoding the prompt");
+    WFM_ASSIGN_OR_RETURN(text::TextEmbeddings e, enc->Encode({a.prompt}), "encoding the prompt");
     // The reference Video2World pipeline attends over all padded positions (context_mask = ones; padded rows of
     // the T5 output are zero), so the mask is all true here as well.
-    return TextContext{e.embeddings.to(at::kCPU, at::kFloat), at::ones({2, e.embeddings.size(1)}, at::kBool)};
+    return TextContext{e.embeddings.to(at::kCPU, at::kFloat), at::ones({1, e.embeddings.size(1)}, at::kBool)};
   }
   if (a.random_init) {
     // Smoke tests without a text encoder: a fixed pseudo-embedding derived from the prompt.
@@ -270,15 +270,10 @@ absl::Status Generate(const GenerateArgs& a) {
   }
   std::optional<TextContext> text, unconditional;
   if (config.insert_cross_attn) {
-    WFM_ASSIGN_OR_RETURN(TextContext both, LoadTextContext(config, a));
-    const auto row = [&](int64_t i) {
-      return TextContext{both.embeddings.narrow(0, i, 1), both.mask.defined() ? both.mask.narrow(0, i, 1) : at::Tensor()};
-    };
-    text = row(0);
-    // unconditional branch for --guidance: the empty prompt when a text encoder is used, else zeros
-    unconditional = both.embeddings.size(0) > 1
-                        ? row(1)
-                        : TextContext{at::zeros({1, 1, config.context_dim}), at::ones({1, 1}, at::kBool)};
+    WFM_ASSIGN_OR_RETURN(text, LoadTextContext(config, a));
+    // The unconditional branch for --guidance is what training's text dropout shows the model: the same context
+    // zeroed (reference utils/misc.py random_dropout), attended with the same mask.
+    unconditional = TextContext{at::zeros_like(text->embeddings), text->mask};
   } else if (!a.prompt.empty()) {
     WFM_LOG(WARNING) << "this model has no text conditioning; --prompt is ignored";
   }
@@ -354,7 +349,9 @@ int RunGenerate(int argc, char** argv) {
       .Option("temperature", &a.temperature, "sampling temperature (default 1.0; 0 = greedy)")
       .Option("top-p", &a.top_p, "nucleus sampling threshold (default 0.8)")
       .Option("top-k", &a.top_k, "top-k sampling instead of top-p (default off)")
-      .Option("guidance", &a.guidance, "classifier-free guidance scale on the text (default 1 = off)")
+      .Option("guidance", &a.guidance,
+              "classifier-free guidance on the text, against a zeroed context (as text dropout in training); "
+              "default 1 = off")
       .Option("window-context-frames", &a.window_context_frames,
               "latent frames kept as context when the window slides (default: window - 1)")
       .Option("fps", &a.fps, "output frame rate when the input has none (default 24)")
