@@ -1,6 +1,7 @@
 // AR world-model speed on the CPU-sized "small" shape (dim 256, 4 layers, 4 heads / 2 KV heads, QK-norm, vocab
 // 64000 — the shape of REFERENCE.md section 2, whose Python reference decodes 112 tokens/s on this machine):
 //   BM_DecodeCached/ctx     one incremental step with the KV cache at context ctx (tokens/s = items/s)
+//   BM_DecodeCachedBf16Head  the cached step with the output projection in bfloat16 (opt-in, inexact)
 //   BM_DecodeRecompute/ctx  the same next-token logits by a full forward over ctx tokens without a cache
 //   BM_DecodeBatch/B        one cached step for B futures at context 1024 (tokens/s over all B)
 //   BM_Prefill/len          batched prompt prefill (tokens/s)
@@ -49,6 +50,15 @@ void BM_DecodeCached(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_DecodeCached)->Arg(256)->Arg(1024)->Arg(4096)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The same step with the output projection in bfloat16 (set_output_dtype): half the vocabulary-matrix traffic.
+void BM_DecodeCachedBf16Head(benchmark::State& state) {
+  auto& net = Net();
+  net->set_output_dtype(at::kBFloat16);
+  BM_DecodeCached(state);
+  net->set_output_dtype(std::nullopt);
+}
+BENCHMARK(BM_DecodeCachedBf16Head)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void BM_DecodeRecompute(benchmark::State& state) {
   at::NoGradGuard g;

@@ -311,7 +311,18 @@ at::Tensor ArTransformerImpl::forward(const at::Tensor& tokens, int64_t start, K
                                       const TextContext* context, bool last_only) {
   at::Tensor h = Hidden(tokens, start, cache, context);
   if (last_only) h = h.narrow(1, h.size(1) - 1, 1);
-  return output->forward(h);  // [B, S, vocab]
+  return Output(h);  // [B, S, vocab]
+}
+
+at::Tensor ArTransformerImpl::Output(const at::Tensor& h) {
+  const at::Tensor& w = output->weight;
+  if (!output_dtype_ || *output_dtype_ == w.scalar_type() || at::GradMode::is_enabled()) return output->forward(h);
+  if (!output_weight_cast_.defined() || output_weight_version_ != w._version() ||
+      output_weight_cast_.device() != w.device()) {
+    output_weight_cast_ = w.detach().to(*output_dtype_);
+    output_weight_version_ = w._version();
+  }
+  return at::linear(h.to(*output_dtype_), output_weight_cast_).to(w.scalar_type());
 }
 
 KvCache ArTransformerImpl::NewCache(int64_t batch, int64_t capacity) const {

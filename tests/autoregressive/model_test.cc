@@ -113,6 +113,25 @@ TEST_P(ArModelTest, GatheredCacheContinuesEveryRow) {
 INSTANTIATE_TEST_SUITE_P(Layouts, ArModelTest, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "Video2World" : "Base"; });
 
+TEST(ArModelTest, Bf16OutputHeadIsCloseAndFollowsWeightChanges) {
+  const ArConfig c = Tiny(false);
+  ArTransformer net = Net(c, 8);
+  at::manual_seed(5);
+  const at::Tensor tokens = at::randint(0, c.vocab_size, {2, 20}, at::kLong);
+  at::NoGradGuard g;
+  const at::Tensor exact = net->forward(tokens);
+  net->set_output_dtype(at::kBFloat16);
+  const at::Tensor fast = net->forward(tokens);
+  EXPECT_EQ(fast.scalar_type(), at::kFloat);
+  EXPECT_LT(testing::MaxRelDiff(fast, exact), 2e-2);
+  EXPECT_GT(testing::MaxAbsDiff(fast, exact), 0.0) << "the bf16 head should actually be used";
+  net->output->weight.mul_(2);  // the cached bf16 copy must be refreshed
+  const at::Tensor doubled = net->forward(tokens);
+  EXPECT_LT(testing::MaxRelDiff(doubled, exact * 2), 2e-2);
+  net->set_output_dtype(std::nullopt);
+  EXPECT_TRUE(at::allclose(net->forward(tokens), exact * 2, 1e-5, 1e-5));
+}
+
 TEST(ArModelTest, ParameterNamesFollowTheReference) {
   ArTransformer net(Tiny(true));
   std::set<std::string> names;
