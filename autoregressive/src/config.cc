@@ -181,53 +181,51 @@ absl::StatusOr<ArConfig> ArConfig::FromJson(const json& j_in) {
       "freeze_vision_encoder", "finetune_layers_with_cross_attn", "finetune_layers_without_cross_attn",
       "z_loss_coeff", "multiple_of", "ffn_dim_multiplier", "image_latent_shape"};
   ArConfig c;
-  WFM_RETURN_IF_ERROR(Read(j, "dim", &c.dim));
-  WFM_RETURN_IF_ERROR(Read(j, "n_layers", &c.n_layers));
-  WFM_RETURN_IF_ERROR(Read(j, "n_heads", &c.n_heads));
-  WFM_RETURN_IF_ERROR(Read(j, "n_kv_heads", &c.n_kv_heads));
-  WFM_RETURN_IF_ERROR(Read(j, "head_dim", &c.head_dim));
-  WFM_RETURN_IF_ERROR(Read(j, "vocab_size", &c.vocab_size));
-  WFM_RETURN_IF_ERROR(Read(j, "ffn_hidden_size", &c.ffn_hidden_size));
-  WFM_RETURN_IF_ERROR(Read(j, "norm_eps", &c.norm_eps));
-  WFM_RETURN_IF_ERROR(Read(j, "norm_type", &c.norm_type));
-  WFM_RETURN_IF_ERROR(Read(j, "rope_theta", &c.rope_theta));
-  WFM_RETURN_IF_ERROR(Read(j, "apply_abs_pos_emb", &c.apply_abs_pos_emb));
-  WFM_RETURN_IF_ERROR(Read(j, "max_batch_size", &c.max_batch_size));
-  WFM_RETURN_IF_ERROR(Read(j, "max_seq_len", &c.max_seq_len));
-  WFM_RETURN_IF_ERROR(Read(j, "fuse_qkv", &c.fuse_qkv));
-  WFM_RETURN_IF_ERROR(Read(j, "causal_mask", &c.causal_mask));
-  WFM_RETURN_IF_ERROR(Read(j, "precision", &c.precision));
-  WFM_RETURN_IF_ERROR(Read(j, "use_qk_normalization", &c.use_qk_normalization));
-  WFM_RETURN_IF_ERROR(Read(j, "tensor_model_parallel_size", &c.tensor_model_parallel_size));
-  WFM_RETURN_IF_ERROR(Read(j, "apply_yarn", &c.apply_yarn));
-  WFM_RETURN_IF_ERROR(Read(j, "yarn_scale", &c.yarn_scale));
-  WFM_RETURN_IF_ERROR(Read(j, "yarn_beta_fast", &c.yarn_beta_fast));
-  WFM_RETURN_IF_ERROR(Read(j, "yarn_beta_slow", &c.yarn_beta_slow));
-  WFM_RETURN_IF_ERROR(Read(j, "original_seq_len", &c.original_seq_len));
-  WFM_RETURN_IF_ERROR(Read(j, "rope_dim", &c.rope_dim));
-  WFM_RETURN_IF_ERROR(Read(j, "pytorch_rope_version", &c.pytorch_rope_version));
-  WFM_RETURN_IF_ERROR(Read(j, "original_latent_shape", &c.original_latent_shape));
-  WFM_RETURN_IF_ERROR(Read(j, "pad_to_multiple_of", &c.pad_to_multiple_of));
-  WFM_RETURN_IF_ERROR(Read(j, "insert_cross_attn", &c.insert_cross_attn));
-  WFM_RETURN_IF_ERROR(Read(j, "insert_cross_attn_every_k_layers", &c.insert_cross_attn_every_k_layers));
-  WFM_RETURN_IF_ERROR(Read(j, "context_dim", &c.context_dim));
-  WFM_RETURN_IF_ERROR(Read(j, "num_video_frames", &c.num_video_frames));
-  WFM_RETURN_IF_ERROR(Read(j, "video_height", &c.video_height));
-  WFM_RETURN_IF_ERROR(Read(j, "video_width", &c.video_width));
-  WFM_RETURN_IF_ERROR(Read(j, "video_latent_shape", &c.video_latent_shape));
-  WFM_RETURN_IF_ERROR(Read(j, "training_type", &c.training_type));
+  std::set<std::string> known;  // every key read below
+  const auto rd = [&](const char* key, auto* out) {
+    known.insert(key);
+    return Read(j, key, out);
+  };
+  WFM_RETURN_IF_ERROR(rd("dim", &c.dim));
+  WFM_RETURN_IF_ERROR(rd("n_layers", &c.n_layers));
+  WFM_RETURN_IF_ERROR(rd("n_heads", &c.n_heads));
+  WFM_RETURN_IF_ERROR(rd("n_kv_heads", &c.n_kv_heads));
+  WFM_RETURN_IF_ERROR(rd("head_dim", &c.head_dim));
+  WFM_RETURN_IF_ERROR(rd("vocab_size", &c.vocab_size));
+  WFM_RETURN_IF_ERROR(rd("ffn_hidden_size", &c.ffn_hidden_size));
+  WFM_RETURN_IF_ERROR(rd("norm_eps", &c.norm_eps));
+  WFM_RETURN_IF_ERROR(rd("norm_type", &c.norm_type));
+  WFM_RETURN_IF_ERROR(rd("rope_theta", &c.rope_theta));
+  WFM_RETURN_IF_ERROR(rd("apply_abs_pos_emb", &c.apply_abs_pos_emb));
+  WFM_RETURN_IF_ERROR(rd("max_batch_size", &c.max_batch_size));
+  WFM_RETURN_IF_ERROR(rd("max_seq_len", &c.max_seq_len));
+  WFM_RETURN_IF_ERROR(rd("fuse_qkv", &c.fuse_qkv));
+  WFM_RETURN_IF_ERROR(rd("causal_mask", &c.causal_mask));
+  WFM_RETURN_IF_ERROR(rd("precision", &c.precision));
+  WFM_RETURN_IF_ERROR(rd("use_qk_normalization", &c.use_qk_normalization));
+  WFM_RETURN_IF_ERROR(rd("tensor_model_parallel_size", &c.tensor_model_parallel_size));
+  WFM_RETURN_IF_ERROR(rd("apply_yarn", &c.apply_yarn));
+  WFM_RETURN_IF_ERROR(rd("yarn_scale", &c.yarn_scale));
+  WFM_RETURN_IF_ERROR(rd("yarn_beta_fast", &c.yarn_beta_fast));
+  WFM_RETURN_IF_ERROR(rd("yarn_beta_slow", &c.yarn_beta_slow));
+  WFM_RETURN_IF_ERROR(rd("original_seq_len", &c.original_seq_len));
+  WFM_RETURN_IF_ERROR(rd("rope_dim", &c.rope_dim));
+  WFM_RETURN_IF_ERROR(rd("pytorch_rope_version", &c.pytorch_rope_version));
+  WFM_RETURN_IF_ERROR(rd("original_latent_shape", &c.original_latent_shape));
+  WFM_RETURN_IF_ERROR(rd("pad_to_multiple_of", &c.pad_to_multiple_of));
+  WFM_RETURN_IF_ERROR(rd("insert_cross_attn", &c.insert_cross_attn));
+  WFM_RETURN_IF_ERROR(rd("insert_cross_attn_every_k_layers", &c.insert_cross_attn_every_k_layers));
+  WFM_RETURN_IF_ERROR(rd("context_dim", &c.context_dim));
+  WFM_RETURN_IF_ERROR(rd("num_video_frames", &c.num_video_frames));
+  WFM_RETURN_IF_ERROR(rd("video_height", &c.video_height));
+  WFM_RETURN_IF_ERROR(rd("video_width", &c.video_width));
+  WFM_RETURN_IF_ERROR(rd("video_latent_shape", &c.video_latent_shape));
+  WFM_RETURN_IF_ERROR(rd("training_type", &c.training_type));
   // The fixture's wrapper may name the tokenizer's training type next to the params.
   if (&j != &j_in) WFM_RETURN_IF_ERROR(Read(j_in, "training_type", &c.training_type));
-  static const std::set<std::string> kKnown = {
-      "dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "vocab_size", "ffn_hidden_size", "norm_eps",
-      "norm_type", "rope_theta", "apply_abs_pos_emb", "max_batch_size", "max_seq_len", "fuse_qkv", "causal_mask",
-      "precision", "use_qk_normalization", "tensor_model_parallel_size", "apply_yarn", "yarn_scale",
-      "yarn_beta_fast", "yarn_beta_slow", "original_seq_len", "rope_dim", "pytorch_rope_version",
-      "original_latent_shape", "pad_to_multiple_of", "insert_cross_attn", "insert_cross_attn_every_k_layers",
-      "context_dim", "num_video_frames", "video_height", "video_width", "video_latent_shape", "training_type"};
   std::vector<std::string> unknown;
   for (auto it = j.begin(); it != j.end(); ++it)
-    if (!kKnown.count(it.key()) && !kIgnored.count(it.key())) unknown.push_back(it.key());
+    if (!known.count(it.key()) && !kIgnored.count(it.key())) unknown.push_back(it.key());
   if (!unknown.empty()) WFM_LOG(WARNING) << "AR config: ignoring unknown keys: " << absl::StrJoin(unknown, ", ");
   WFM_RETURN_IF_ERROR(c.Validate());
   return c;
@@ -287,7 +285,7 @@ json ArConfig::ToJson() const {
 }
 
 std::vector<std::string> ArConfig::PresetNames() {
-  return {"4B", "5B-Video2World", "12B", "13B-Video2World", "tiny", "small", "small-v2w"};
+  return {"4B", "5B-Video2World", "12B", "13B-Video2World", "tiny", "tiny-v2w", "small", "small-v2w"};
 }
 
 absl::StatusOr<ArConfig> ArConfig::Preset(const std::string& name) {
@@ -304,8 +302,8 @@ absl::StatusOr<ArConfig> ArConfig::Preset(const std::string& name) {
     c = CosmosBase(40, 5120, 128);
     MakeYarn(&c);
     MakeVideo2World(&c);
-  } else if (name == "tiny" || name == "small" || name == "small-v2w") {
-    const bool tiny = name == "tiny";
+  } else if (name == "tiny" || name == "tiny-v2w" || name == "small" || name == "small-v2w") {
+    const bool tiny = name == "tiny" || name == "tiny-v2w";
     c.dim = tiny ? 64 : 256;
     c.n_layers = tiny ? 2 : 4;
     c.n_heads = 4;
@@ -321,7 +319,7 @@ absl::StatusOr<ArConfig> ArConfig::Preset(const std::string& name) {
     c.context_dim = tiny ? 32 : 256;
     c.pad_to_multiple_of = std::nullopt;
     c.original_seq_len = c.max_seq_len;
-    if (name == "small-v2w") {
+    if (name == "tiny-v2w" || name == "small-v2w") {
       c.insert_cross_attn = true;
       c.apply_abs_pos_emb = true;
       c.training_type = "text_to_video";

@@ -4,30 +4,13 @@
 
 #include <vector>
 
+#include "ar_test_util.h"
 #include "test_support.h"
 #include "wfm/autoregressive/generate.h"
 #include "wfm/autoregressive/sampling.h"
 
 namespace wfm::ar {
 namespace {
-
-ArConfig Tiny(bool v2w) {
-  ArConfig c = *ArConfig::Preset("tiny");  // 3x4x4 grid, 16 tokens per latent frame, vocab 512
-  if (v2w) {
-    c.insert_cross_attn = true;
-    c.apply_abs_pos_emb = true;
-    c.training_type = "text_to_video";
-    c.max_seq_len = c.VideoTokens() + 1;
-  }
-  return c;
-}
-
-ArTransformer Net(const ArConfig& c, uint64_t seed = 1) {
-  ArTransformer net(c);
-  net->InitWeights(seed);
-  net->eval();
-  return net;
-}
 
 TextContext Text(uint64_t seed, int64_t dim) {
   at::manual_seed(seed);

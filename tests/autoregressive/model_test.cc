@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ar_test_util.h"
 #include "test_support.h"
 #include "wfm/autoregressive/config.h"
 #include "wfm/autoregressive/transformer.h"
@@ -15,25 +16,6 @@
 
 namespace wfm::ar {
 namespace {
-
-// tiny (3x4x4 grid, vocab 512) in the base and the Video2World layouts.
-ArConfig Tiny(bool v2w) {
-  ArConfig c = *ArConfig::Preset("tiny");
-  if (v2w) {
-    c.insert_cross_attn = true;
-    c.apply_abs_pos_emb = true;
-    c.training_type = "text_to_video";
-    c.max_seq_len = c.VideoTokens() + 1;
-  }
-  return c;
-}
-
-ArTransformer Net(const ArConfig& c, uint64_t seed = 1) {
-  ArTransformer net(c);
-  net->InitWeights(seed);
-  net->eval();
-  return net;
-}
 
 TextContext Text(int64_t b, int64_t dim) {
   at::manual_seed(3);

@@ -4,23 +4,13 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/optim/adamw.h>
 
+#include "ar_test_util.h"
 #include "test_support.h"
 #include "wfm/autoregressive/generate.h"
 #include "wfm/autoregressive/train.h"
 
 namespace wfm::ar {
 namespace {
-
-ArConfig Tiny(bool v2w) {
-  ArConfig c = *ArConfig::Preset("tiny");  // 3x4x4 grid, vocab 512
-  if (v2w) {
-    c.insert_cross_attn = true;
-    c.apply_abs_pos_emb = true;
-    c.training_type = "text_to_video";
-    c.max_seq_len = c.VideoTokens() + 1;
-  }
-  return c;
-}
 
 TEST(ArTrainTest, LossIsShiftedCrossEntropyAfterTheConditionFramePlusZLoss) {
   for (bool v2w : {false, true}) {

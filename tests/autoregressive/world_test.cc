@@ -3,6 +3,7 @@
 // test codec (patch means) and, once, the real DV tokenizer network at a tiny width (random weights).
 #include <ATen/ATen.h>
 
+#include "ar_test_util.h"
 #include "test_support.h"
 #include "wfm/autoregressive/world.h"
 
@@ -40,24 +41,6 @@ class PatchCodec : public VideoTokenCodec {
  private:
   int64_t vocab_;
 };
-
-ArConfig Tiny(bool v2w) {
-  ArConfig c = *ArConfig::Preset("tiny");  // latent 3x4x4 -> 5 frames of 16x16 with PatchCodec
-  if (v2w) {
-    c.insert_cross_attn = true;
-    c.apply_abs_pos_emb = true;
-    c.training_type = "text_to_video";
-    c.max_seq_len = c.VideoTokens() + 1;
-  }
-  return c;
-}
-
-ArTransformer Net(const ArConfig& c) {
-  ArTransformer net(c);
-  net->InitWeights(1);
-  net->eval();
-  return net;
-}
 
 WorldOptions Opts(int64_t in, int64_t out) {
   WorldOptions o;

@@ -87,8 +87,9 @@ struct ArConfig {
   nlohmann::json ToJson() const;
 
   // "4B", "5B-Video2World", "12B", "13B-Video2World" (the published Cosmos-Predict1 AR models, 33 frames at
-  // 640x1024 -> latent 5x40x64) and CPU-sized "tiny" (dim 64, 2 layers, vocab 512, 3x4x4), "small" (dim 256,
-  // 4 layers, vocab 64000, 4x16x16: the speed benchmark shape), "small-v2w" (small + the Video2World layout).
+  // 640x1024 -> latent 5x40x64) and CPU-sized "tiny" (dim 64, 2 layers, vocab 512, 3x4x4: the fixtures' shape),
+  // "small" (dim 256, 4 layers, vocab 64000, 4x16x16: the speed benchmark shape) and "tiny-v2w" / "small-v2w"
+  // (the same in the Video2World layout: QK-norm, cross-attention every layer, sin-cos embedding, <bov>).
   static absl::StatusOr<ArConfig> Preset(const std::string& name);
   static std::vector<std::string> PresetNames();
 };
