@@ -6,7 +6,8 @@
 //   BM_DecodeBatch/B        one cached step for B futures at context 1024 (tokens/s over all B)
 //   BM_Prefill/len          batched prompt prefill (tokens/s)
 //   BM_Generate             GenerateTokens end to end: 1 prompt frame (256 tokens) + 256 sampled (top-p 0.9)
-// Run: build/bin/ar_benchmark --benchmark_min_time=2 (WFM_NUM_THREADS=2 for the 2-core numbers).
+// Run: WFM_NUM_THREADS=1 build/bin/ar_benchmark --benchmark_min_time=1 (CPU = process CPU time, all threads);
+// the Python side: OMP_NUM_THREADS=1 /usr/bin/python3 scripts/ar_reference_bench.py --threads 1.
 #include <ATen/ATen.h>
 #include <benchmark/benchmark.h>
 
@@ -49,7 +50,7 @@ void BM_DecodeCached(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_DecodeCached)->Arg(256)->Arg(1024)->Arg(4096)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_DecodeCached)->Arg(256)->Arg(1024)->Arg(4096)->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime();
 
 // The same step with the output projection in bfloat16 (set_output_dtype): half the vocabulary-matrix traffic.
 void BM_DecodeCachedBf16Head(benchmark::State& state) {
@@ -58,7 +59,7 @@ void BM_DecodeCachedBf16Head(benchmark::State& state) {
   BM_DecodeCached(state);
   net->set_output_dtype(std::nullopt);
 }
-BENCHMARK(BM_DecodeCachedBf16Head)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_DecodeCachedBf16Head)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime();
 
 void BM_DecodeRecompute(benchmark::State& state) {
   at::NoGradGuard g;
@@ -68,7 +69,7 @@ void BM_DecodeRecompute(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(net->forward(seq, 0, nullptr, nullptr, true));
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_DecodeRecompute)->Arg(256)->Arg(1024)->Arg(4096)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_DecodeRecompute)->Arg(256)->Arg(1024)->Arg(4096)->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime();
 
 void BM_DecodeBatch(benchmark::State& state) {
   at::NoGradGuard g;
@@ -84,7 +85,7 @@ void BM_DecodeBatch(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * b);
 }
-BENCHMARK(BM_DecodeBatch)->DenseRange(1, 8, 1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_DecodeBatch)->DenseRange(1, 8, 1)->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime();
 
 void BM_Prefill(benchmark::State& state) {
   at::NoGradGuard g;
@@ -98,7 +99,7 @@ void BM_Prefill(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * n);
 }
-BENCHMARK(BM_Prefill)->Arg(256)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Prefill)->Arg(256)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime();
 
 void BM_Generate(benchmark::State& state) {
   static ArTransformer net = [] {
@@ -121,8 +122,9 @@ void BM_Generate(benchmark::State& state) {
   }
   state.SetItemsProcessed(tokens);
   state.counters["decode_tok_per_s"] = tokens / std::max(decode_s, 1e-9);
+  state.counters["tokens"] = static_cast<double>(tokens);
 }
-BENCHMARK(BM_Generate)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
+BENCHMARK(BM_Generate)->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime()->Iterations(3);
 
 }  // namespace
 

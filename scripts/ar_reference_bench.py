@@ -117,13 +117,13 @@ def main():
             tok = sample_top_p(m.forward(tok.view(1, 1), torch.tensor([pos])), 1.0, 0.9)
             pos += 1
         t2, c2 = time.time(), time.process_time()
-        fwd = 0.0
+        s, cs = time.time(), time.process_time()
         for i in range(32):  # forward only (no sampling), at context ~pos
-            s = time.time()
             m.forward(tok.view(1, 1), torch.tensor([pos - 1]))
-            fwd += time.time() - s
-    print(f"threads {a.threads}: prefill {a.prompt / (t1 - t0):.0f} tok/s; decode {a.decode / (t2 - t1):.1f} tok/s "
-          f"(cpu {(c2 - c1) / a.decode * 1e3:.1f} ms/token); decode forward only {32 / fwd:.1f} tok/s")
+        fwd, cfwd = time.time() - s, time.process_time() - cs
+    print(f"threads {a.threads}: prefill {a.prompt / (t1 - t0):.0f} tok/s (cpu {(c1 - c0) / a.prompt * 1e3:.2f} "
+          f"ms/token); decode+top-p {a.decode / (t2 - t1):.1f} tok/s (cpu {(c2 - c1) / a.decode * 1e3:.1f} ms/token); "
+          f"decode forward only {32 / fwd:.1f} tok/s (cpu {cfwd / 32 * 1e3:.1f} ms/token)")
 
 
 if __name__ == "__main__":
