@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "cli.h"
 #include "wfm/autoregressive/config.h"
+#include "wfm/autoregressive/data.h"
 #include "wfm/autoregressive/generate.h"
 #include "wfm/autoregressive/transformer.h"
 #include "wfm/autoregressive/weights.h"
@@ -371,6 +372,95 @@ int RunGenerate(int argc, char** argv) {
 
 WFM_REGISTER_COMMAND("ar generate", "Video2World / Text2World with the AR world model (B futures, MP4 output)",
                      RunGenerate);
+
+// ------------------------------------------------------------------------------------------------ tokenize
+
+absl::Status Tokenize(const std::vector<std::string>& videos, const std::string& config_path,
+                      const std::string& tokenizer_config, const std::string& tokenizer_weights, bool random_init,
+                      const std::string& text_encoder, const std::string& output, double fps, int64_t clip_frames,
+                      int64_t max_clips, const std::string& device) {
+  WFM_ASSIGN_OR_RETURN(ArConfig config, LoadConfig(config_path));
+  if (tokenizer_weights.empty() && !random_init)
+    return absl::InvalidArgumentError("give --tokenizer-weights (or --random-init)");
+  WFM_ASSIGN_OR_RETURN(std::unique_ptr<VideoTokenCodec> codec,
+                       LoadTokenizerCodec(tokenizer_config, tokenizer_weights, device));
+  if (codec->vocab_size() != config.vocab_size)
+    return absl::InvalidArgumentError(absl::StrCat("tokenizer/model vocabulary mismatch: ", codec->vocab_size(),
+                                                   " codes vs vocab_size ", config.vocab_size));
+  std::unique_ptr<text::TextEncoder> enc;
+  if (!text_encoder.empty()) {
+    text::LoadTextEncoderOptions to;
+    to.device = device;
+    WFM_ASSIGN_OR_RETURN(enc, text::LoadTextEncoder(text_encoder, to), "--text-encoder");
+  }
+  TokenizeOptions o;
+  o.clip_frames = clip_frames > 0 ? clip_frames
+                                  : 1 + (config.video_latent_shape[0] - 1) * codec->temporal_compression();
+  o.height = config.video_latent_shape[1] * codec->spatial_compression();
+  o.width = config.video_latent_shape[2] * codec->spatial_compression();
+  o.fps = fps;
+  o.max_clips = max_clips;
+  WFM_RETURN_IF_ERROR(MakeDirs(output));
+  int64_t written = 0;
+  for (const std::string& video : videos) {
+    WFM_ASSIGN_OR_RETURN(std::vector<at::Tensor> clips, TokenizeVideo(*codec, video, o));
+    std::string caption;  // sidecar VIDEO_STEM.txt (the curation / webdataset convention)
+    const fs::path side = fs::path(video).replace_extension(".txt");
+    if (fs::exists(side)) {
+      WFM_ASSIGN_OR_RETURN(caption, ReadFile(side.string()));
+      while (!caption.empty() && (caption.back() == '\n' || caption.back() == '\r')) caption.pop_back();
+    }
+    at::Tensor emb;
+    if (enc && !caption.empty()) {
+      WFM_ASSIGN_OR_RETURN(text::TextEmbeddings e, enc->Encode({caption}), "encoding the caption of ", video);
+      emb = e.embeddings[0].narrow(0, 0, e.mask[0].sum().item<int64_t>()).to(at::kCPU, at::kFloat);
+    }
+    for (size_t k = 0; k < clips.size(); ++k) {
+      const std::string path =
+          (fs::path(output) / absl::StrFormat("%s_%04d.safetensors", fs::path(video).stem().string(), k)).string();
+      WFM_RETURN_IF_ERROR(TokenFolder::Write(path, TokenClip{path, clips[k], emb, caption}));
+      ++written;
+    }
+    WFM_LOG(INFO) << video << ": " << clips.size() << " clips of " << o.clip_frames << " frames"
+                  << (caption.empty() ? "" : " (captioned)");
+  }
+  std::printf("wrote %lld token clips [%lld, %lld, %lld] to %s\n", static_cast<long long>(written),
+              static_cast<long long>(1 + (o.clip_frames - 1) / codec->temporal_compression()),
+              static_cast<long long>(config.video_latent_shape[1]), static_cast<long long>(config.video_latent_shape[2]),
+              output.c_str());
+  if (written == 0) return absl::InvalidArgumentError(absl::StrCat("no clip of ", o.clip_frames, " frames in the input"));
+  return absl::OkStatus();
+}
+
+int RunTokenize(int argc, char** argv) {
+  std::vector<std::string> videos;
+  std::string config, tokenizer_config, tokenizer_weights, text_encoder, output, device = "cpu";
+  double fps = 0;
+  int64_t clip_frames = 0, max_clips = 0;
+  bool random_init = false;
+  ArgParser p("wfm ar tokenize",
+              "Cut videos into clips at the AR model's resolution and latent length, tokenize them with the DV "
+              "tokenizer and write a token-clip folder for `wfm ar train` (one safetensors per clip: `indices` "
+              "[t, h, w], the caption from a sidecar VIDEO.txt, and `crossattn_emb` with --text-encoder).");
+  p.Positionals("VIDEO", &videos, "input videos")
+      .Option("config", &config, "AR model config (json or preset): sets the clip size and length", true)
+      .Option("tokenizer-config", &tokenizer_config, "DV tokenizer config.json or preset", true)
+      .Option("tokenizer-weights", &tokenizer_weights, "DV tokenizer weights")
+      .Option("text-encoder", &text_encoder, "encode captions now (T5 dir or built-in encoder file)")
+      .Option("output", &output, "output folder", true)
+      .Option("fps", &fps, "resample videos to this frame rate first (default: keep)")
+      .Option("clip-frames", &clip_frames, "frames per clip, 1 + k*8 (default: the model's latent length)")
+      .Option("max-clips", &max_clips, "at most this many clips per video (default all)")
+      .Flag("random-init", &random_init, "random tokenizer weights (smoke tests)")
+      .Option("device", &device, "cpu | cuda | auto (default cpu)");
+  if (auto rc = p.Parse(argc, argv)) return *rc;
+  const absl::Status s = Tokenize(videos, config, tokenizer_config, tokenizer_weights, random_init, text_encoder,
+                                  output, fps, clip_frames, max_clips, device);
+  return s.ok() ? kExitOk : ReportError(s);
+}
+
+WFM_REGISTER_COMMAND("ar tokenize", "videos -> token-clip folder for AR training (DV tokenizer, captions)",
+                     RunTokenize);
 
 }  // namespace
 }  // namespace wfm::cli

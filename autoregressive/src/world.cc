@@ -10,6 +10,7 @@
 #include "wfm/core/logging.h"
 #include "wfm/core/runtime.h"
 #include "wfm/core/status.h"
+#include "wfm/core/video_io.h"
 #include "wfm/tokenizer/config.h"
 #include "wfm/tokenizer/network.h"
 #include "wfm/tokenizer/tokenizer.h"
@@ -87,6 +88,46 @@ at::Tensor ResizeCoverCrop(const at::Tensor& frames, int64_t h, int64_t w) {
     x = x.narrow(2, top, h).narrow(3, left, w);
   }
   return (x / 127.5 - 1).permute({1, 0, 2, 3}).unsqueeze(0).contiguous();  // [1, 3, T, h, w]
+}
+
+absl::StatusOr<std::vector<at::Tensor>> TokenizeVideo(VideoTokenCodec& codec, const std::string& path,
+                                                      const TokenizeOptions& o) {
+  const int64_t tc = codec.temporal_compression();
+  if (o.clip_frames < 1 || (o.clip_frames - 1) % tc != 0)
+    return absl::InvalidArgumentError(absl::StrCat("clip frames must be 1 + k*", tc, ", got ", o.clip_frames));
+  if (o.height % codec.spatial_compression() != 0 || o.width % codec.spatial_compression() != 0)
+    return absl::InvalidArgumentError(absl::StrCat("clip size ", o.height, "x", o.width, " is not a multiple of ",
+                                                   codec.spatial_compression()));
+  std::vector<at::Tensor> clips, pending;
+  int64_t have = 0;
+  DecodeOptions d;
+  d.fps = o.fps;
+  absl::Status inner;
+  const auto flush = [&]() -> absl::Status {
+    at::Tensor frames = at::cat(pending, 0);  // [>= clip_frames, H, W, 3]
+    pending.clear();
+    if (frames.size(0) > o.clip_frames) pending.push_back(frames.narrow(0, o.clip_frames, frames.size(0) - o.clip_frames));
+    have = frames.size(0) - o.clip_frames;
+    WFM_ASSIGN_OR_RETURN(at::Tensor video, CatchToStatus("resizing", [&]() -> absl::StatusOr<at::Tensor> {
+      return ResizeCoverCrop(frames.narrow(0, 0, o.clip_frames), o.height, o.width);
+    }));
+    WFM_ASSIGN_OR_RETURN(at::Tensor idx, codec.Encode(video));
+    clips.push_back(idx[0].contiguous());  // [t, h, w]
+    return absl::OkStatus();
+  };
+  const absl::StatusOr<int64_t> n = DecodeVideoStream(path, d, [&](const at::Tensor& chunk, int64_t) {
+    if (o.max_clips > 0 && static_cast<int64_t>(clips.size()) >= o.max_clips) return absl::CancelledError("enough");
+    pending.push_back(chunk.clone());
+    have += chunk.size(0);
+    while (have >= o.clip_frames && (o.max_clips <= 0 || static_cast<int64_t>(clips.size()) < o.max_clips)) {
+      inner = flush();
+      if (!inner.ok()) return inner;
+    }
+    return absl::OkStatus();
+  });
+  if (!inner.ok()) return Annotate(inner, path);
+  if (!n.ok() && !absl::IsCancelled(n.status())) return n.status();
+  return clips;
 }
 
 absl::StatusOr<WorldResult> GenerateWorld(ArTransformerImpl& net, VideoTokenCodec& codec, const at::Tensor& frames,

@@ -111,6 +111,28 @@ TEST(ArCli, GenerateSmokeMultiverseFolderAndSingleFile) {
   EXPECT_NE(info.find("\"num_frames\":17"), std::string::npos) << info;
 }
 
+TEST(ArCli, TokenizeWritesAClipFolder) {
+  const std::string video = SharedPath("media/vtest.avi");
+  WFM_REQUIRE_FILE(video);
+  const std::string dir = TempDir();
+  std::string log;
+  ASSERT_EQ(RunCommand(WfmTool() + " ar tokenize --config tiny --random-init --tokenizer-config " + TinyTokenizer() +
+                           " --max-clips 2 --output " + dir + "/clips " + video + " --threads 1",
+                       &log),
+            0)
+      << log;
+  const at::Tensor a = wfm::ReadSafetensors(dir + "/clips/vtest_0000.safetensors").value().at("indices");
+  EXPECT_EQ(a.sizes(), at::IntArrayRef({3, 4, 4}));  // 17 frames of 64x64 -> the tiny model's 3x4x4 grid
+  EXPECT_TRUE(wfm::testing::FileExists(dir + "/clips/vtest_0001.safetensors"));
+  EXPECT_FALSE(wfm::testing::FileExists(dir + "/clips/vtest_0002.safetensors"));
+  // vocabulary mismatch: the 64000-code DV8x16x16 tokenizer for the 512-token tiny model
+  EXPECT_EQ(RunCommand(WfmTool() + " ar tokenize --config tiny --random-init --tokenizer-config DV8x16x16-720p " +
+                           "--output " + dir + "/x " + video,
+                       &log),
+            1);
+  EXPECT_NE(log.find("vocabulary mismatch"), std::string::npos) << log;
+}
+
 TEST(ArCli, GenerateBadInputs) {
   const std::string video = SharedPath("media/vtest.avi");
   WFM_REQUIRE_FILE(video);

@@ -6,6 +6,7 @@
 #include "ar_test_util.h"
 #include "test_support.h"
 #include "wfm/autoregressive/world.h"
+#include "wfm/core/video_io.h"
 
 namespace wfm::ar {
 namespace {
@@ -118,6 +119,34 @@ TEST(ArWorldTest, BadInputErrors) {
             std::string::npos);
   EXPECT_NE(msg(GenerateWorld(*net, codec, frames.to(at::kFloat), nullptr, Opts(3, 5))).find("uint8"),
             std::string::npos);
+}
+
+TEST(ArWorldTest, TokenizeVideoCutsConsecutiveClips) {
+  // 13 frames of 16x16, frame t at brightness 12 t; clips of 5 frames -> frames 0-4 and 5-9 (the tail is dropped)
+  at::Tensor frames = at::empty({13, 16, 16, 3}, at::kByte);
+  for (int64_t t = 0; t < 13; ++t) frames[t].fill_(12 * t);
+  const std::string path = testing::TempDir() + "/ramp.mp4";
+  EncodeOptions eo;
+  eo.crf = 0;
+  WFM_ASSERT_OK(WriteVideo(path, frames, eo));
+  PatchCodec codec;
+  TokenizeOptions o;
+  o.clip_frames = 5;
+  o.height = o.width = 16;
+  WFM_ASSERT_OK_AND_ASSIGN(std::vector<at::Tensor> clips, TokenizeVideo(codec, path, o));
+  ASSERT_EQ(clips.size(), 2u);
+  EXPECT_EQ(clips[0].sizes(), at::IntArrayRef({3, 4, 4}));
+  // latent frames are the frames 0, 2, 4 and 5, 7, 9: token ~ brightness * 511 / 255
+  const std::vector<std::vector<int64_t>> src = {{0, 2, 4}, {5, 7, 9}};
+  for (size_t c = 0; c < 2; ++c)
+    for (int64_t t = 0; t < 3; ++t)
+      EXPECT_NEAR(clips[c][t].to(at::kFloat).mean().item<double>(), 12.0 * src[c][t] * 511 / 255, 8) << c << "," << t;
+  o.max_clips = 1;
+  EXPECT_EQ(TokenizeVideo(codec, path, o)->size(), 1u);
+  o.clip_frames = 4;
+  EXPECT_FALSE(TokenizeVideo(codec, path, o).ok()) << "4 is not 1 + k*2";
+  o.clip_frames = 5;
+  EXPECT_FALSE(TokenizeVideo(codec, testing::TempDir() + "/missing.mp4", o).ok());
 }
 
 TEST(ArWorldTest, RealTokenizerNetworkPlumbing) {

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 
@@ -61,6 +62,18 @@ struct WorldResult {
 absl::StatusOr<WorldResult> GenerateWorld(ArTransformerImpl& net, VideoTokenCodec& codec, const at::Tensor& frames,
                                           const TextContext* text, const WorldOptions& options,
                                           const TextContext* unconditional = nullptr);
+
+// Cuts a video into consecutive clips of `clip_frames` frames (1 + k * temporal_compression; a shorter tail is
+// dropped), each resized to cover height x width and centre-cropped, and tokenizes them (streamed: memory holds
+// one clip of frames). `fps` > 0 resamples first. Clip tokens: int64 [t, h, w]. At most `max_clips` (0 = all).
+struct TokenizeOptions {
+  int64_t clip_frames = 33;
+  int64_t height = 640, width = 1024;
+  double fps = 0;
+  int64_t max_clips = 0;
+};
+absl::StatusOr<std::vector<at::Tensor>> TokenizeVideo(VideoTokenCodec& codec, const std::string& path,
+                                                      const TokenizeOptions& options);
 
 // uint8 [T, H, W, 3] -> float [1, 3, T, h, w] in [-1, 1]: bilinear (antialiased) resize so that the frames cover
 // h x w, then a centre crop (utils/inference.py resize_input).
