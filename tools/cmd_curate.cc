@@ -10,6 +10,7 @@
 #include "wfm/curation/models.h"
 #include "wfm/curation/pipeline.h"
 #include "wfm/curation/shot_detection.h"
+#include "wfm/curation/tokenizer_features.h"
 
 namespace {
 
@@ -72,6 +73,8 @@ int RunCurate(int argc, char** argv) {
   double shard_mb = 500;
   std::string bitrate = "4M", model_size = "224x224", device = "cpu";
   std::string transnet, scorer_model, embed_model, caption_model;
+  cur::TokenizerSpec tok;
+  bool latents = false, tokenizer_embed = false;
   ArgParser p("wfm curate",
               "Curate raw videos into clean training clips: shot detection, clip rules (2-60 s, 0.5 s trims), "
               "black-border crop, motion / static / blank / brightness / blur / bounds filters, perceptual-hash "
@@ -110,6 +113,11 @@ int RunCurate(int argc, char** argv) {
       .Option("scorer-model", &scorer_model, "TorchScript quality/aesthetic scorer (float [T,3,H,W] in [0,1] -> score)")
       .Option("aesthetic-threshold", &f.aesthetic_threshold, "minimum scorer score (default 3.5)")
       .Option("embed-model", &embed_model, "TorchScript clip embedder (float [T,3,H,W] -> [T,D]) for --semantic-dedup")
+      .Option("tokenizer", &tok.config, "tokenizer config (preset such as CV8x8x8, or config.json) for --latents / --tokenizer-embed")
+      .Option("tokenizer-weights", &tok.weights, "tokenizer checkpoint")
+      .Flag("latents", &latents, "also store each clip tokenized as KEY.latent.safetensors in the shards")
+      .Option("latent-height", &tok.height, "resize clips to this height before tokenizing (0 = keep)")
+      .Flag("tokenizer-embed", &tokenizer_embed, "semantic-dedup embeddings from pooled tokenizer latents")
       .Option("caption-model", &caption_model, "TorchScript captioner (uint8 [T,H,W,3] -> str)")
       .Option("model-size", &model_size, "input size of the scorer / embedder / captioner (default 224x224)")
       .Option("device", &device, "device for TorchScript models: cpu, cuda, auto")
@@ -147,7 +155,13 @@ int RunCurate(int argc, char** argv) {
   if (f.motion_filter != "enable" && f.motion_filter != "score-only" && f.motion_filter != "disable") {
     return p.UsageError("--motion-filter must be enable, score-only or disable");
   }
-  if (o.semantic_dedup && embed_model.empty()) return p.UsageError("--semantic-dedup needs --embed-model");
+  if (o.semantic_dedup && embed_model.empty() && !tokenizer_embed) {
+    return p.UsageError("--semantic-dedup needs --embed-model or --tokenizer-embed");
+  }
+  if ((latents || tokenizer_embed) && (tok.config.empty() || tok.weights.empty())) {
+    return p.UsageError("--latents / --tokenizer-embed need --tokenizer and --tokenizer-weights");
+  }
+  tok.device = device;
   std::unique_ptr<cur::ClipScorer> scorer;
   std::unique_ptr<cur::ClipEmbedder> embedder;
   std::unique_ptr<cur::Captioner> captioner;
@@ -162,6 +176,18 @@ int RunCurate(int argc, char** argv) {
     if (!m.ok()) return wfm::cli::ReportError(m.status());
     embedder = std::move(*m);
     o.model_info["embedder"] = embed_model;
+  }
+  if (tokenizer_embed) {
+    auto m = cur::MakeTokenizerEmbedder(tok, mw, mh);
+    if (!m.ok()) return wfm::cli::ReportError(m.status());
+    embedder = std::move(*m);
+    o.model_info["embedder"] = "tokenizer:" + tok.config + ":" + tok.weights;
+  }
+  if (latents) {
+    auto w = cur::MakeLatentWriter(tok);
+    if (!w.ok()) return wfm::cli::ReportError(w.status());
+    o.latent_writer = *w;
+    o.model_info["latents"] = {tok.config, tok.weights, tok.height};
   }
   if (!caption_model.empty()) {
     auto m = cur::LoadTorchScriptCaptioner(caption_model, mw, mh, device);

@@ -450,11 +450,13 @@ absl::StatusOr<nlohmann::json> RunCurate(const CurateOptions& o) {
           s.members.push_back({"json", meta.dump(), ""});
           if (!c.caption.empty()) s.members.push_back({"txt", c.caption, ""});
           if (o.latent_writer) {
-            auto latent = o.latent_writer(jobs[q].output);
-            if (latent.ok()) {
-              s.members.push_back({"latent.safetensors", std::move(*latent), ""});
+            std::string lat = absl::StrCat(tmp, "/", c.span_uuid, ".latent.safetensors");
+            absl::Status ls = o.latent_writer(jobs[q].output, lat);
+            if (ls.ok()) {
+              s.members.push_back({"latent.safetensors", "", lat});
+              temp_files.push_back(lat);
             } else {
-              c.errors.push_back(absl::StrCat("latent: ", latent.status().message()));
+              c.errors.push_back(absl::StrCat("latent: ", ls.message()));
             }
           }
           samples.push_back(std::move(s));

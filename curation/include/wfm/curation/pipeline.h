@@ -46,9 +46,9 @@ struct CurateOptions {
   bool quiet = false;               // no progress line
   // Description of the models in use (recorded in the run configuration / summary).
   nlohmann::json model_info;
-  // Optional tokenized variant: called for every kept clip with its MP4; the returned bytes are stored as
-  // KEY.latent.safetensors (training can skip decoding).
-  std::function<absl::StatusOr<std::string>(const std::string& clip_mp4)> latent_writer;
+  // Optional tokenized variant (see tokenizer_features.h): called for every kept clip with its MP4 and a
+  // path to write; the file becomes KEY.latent.safetensors in the shard (training can skip decoding).
+  std::function<absl::Status(const std::string& clip_mp4, const std::string& out)> latent_writer;
 };
 
 // Expands inputs into video paths (absolute, deduplicated, in order; folder contents sorted). Paths that do
