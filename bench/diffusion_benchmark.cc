@@ -7,7 +7,8 @@
 //   BM_IntegratorOverhead/kind    the integrator's own tensor arithmetic per step at the Predict1 default latent
 //                                 size 16x16x88x160, with a free denoiser (what the sampler adds to the network)
 // Counters: params_mb (weights), peak_rss_mb (process high-water mark so far; runs go from small to large).
-// Run: WFM_NUM_THREADS=2 build/bin/diffusion_benchmark --benchmark_min_time=1
+// Run: WFM_NUM_THREADS=1 build/bin/diffusion_benchmark --benchmark_min_time=0.5 (single-thread CPU time is the
+// number that survives a shared, loaded machine; WFM_NUM_THREADS=2 for wall time on an idle one).
 #include <sys/resource.h>
 
 #include <ATen/ATen.h>
@@ -79,7 +80,7 @@ void BM_DiTForward(benchmark::State& state) {
 BENCHMARK(BM_DiTForward)
     ->Args({0, 64})->Args({0, 256})->Args({0, 1024})->Args({0, 4096})
     ->Args({1, 256})->Args({1, 1024})
-    ->Args({2, 256})->Args({2, 1024})
+    ->Args({2, 256})
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void BM_GenerateStep(benchmark::State& state) {

@@ -147,6 +147,39 @@ using namespace internal;
 // ---------------------------------------------------------------------------------------------------------------
 // DiffusionNetwork
 
+DiffusionNetwork::DiffusionNetwork(const DiTConfig& config) : config_(config) {
+  const absl::Status s = config_.Validate();
+  TORCH_CHECK(s.ok(), s.ToString());
+}
+
+void DiffusionNetwork::RegisterEmbedders(bool rope_range_buffers) {
+  const DiTConfig& c = config_;
+  const int64_t D = c.model_channels;
+  // PatchEmbed: proj = Sequential(Rearrange, Linear(bias=False))
+  x_embedder = register_module("x_embedder", NamedModules());
+  auto proj = x_embedder->add("proj", torch::nn::ModuleList());
+  patch_proj = MakeLinear(c.embedder_channels() * c.patch_spatial * c.patch_spatial * c.patch_temporal, D, false);
+  proj->push_back(torch::nn::Identity());
+  proj->push_back(patch_proj);
+  const int64_t len_h = c.max_img_h / c.patch_spatial, len_w = c.max_img_w / c.patch_spatial,
+                len_t = c.max_frames / c.patch_temporal;
+  pos_embedder = register_module("pos_embedder", NamedModules());
+  pos_embedder->register_buffer("seq", at::arange(std::max({len_h, len_w, len_t}), at::kFloat));
+  if (rope_range_buffers) {
+    const int64_t hd = c.head_dim(), dim_h = hd / 6 * 2, dim_t = hd - 2 * dim_h;
+    pos_embedder->register_buffer("dim_spatial_range",
+                                  at::arange(0, dim_h, 2, at::kLong).slice(0, 0, dim_h / 2).to(at::kFloat) / dim_h);
+    pos_embedder->register_buffer("dim_temporal_range",
+                                  at::arange(0, dim_t, 2, at::kLong).slice(0, 0, dim_t / 2).to(at::kFloat) / dim_t);
+  }
+  if (c.extra_per_block_abs_pos_emb) {
+    extra_pos_embedder = register_module("extra_pos_embedder", NamedModules());
+    pos_emb_h = extra_pos_embedder->register_parameter("pos_emb_h", at::zeros({len_h, D}));
+    pos_emb_w = extra_pos_embedder->register_parameter("pos_emb_w", at::zeros({len_w, D}));
+    pos_emb_t = extra_pos_embedder->register_parameter("pos_emb_t", at::zeros({len_t, D}));
+  }
+}
+
 c10::Device DiffusionNetwork::device() const {
   const auto p = parameters();
   return p.empty() ? c10::Device(c10::kCPU) : p.front().device();
@@ -274,30 +307,10 @@ at::Tensor DiTBuildingBlockImpl::forward(const at::Tensor& x, const at::Tensor& 
 }
 
 GeneralDiTImpl::GeneralDiTImpl(const DiTConfig& config) : DiffusionNetwork(config) {
-  {
-    const absl::Status s = config_.Validate();
-    TORCH_CHECK(s.ok(), s.ToString());
-    TORCH_CHECK(config_.is_general(), "GeneralDiT built from a MiniTrainDIT config");
-  }
+  TORCH_CHECK(config_.is_general(), "GeneralDiT built from a MiniTrainDIT config");
   const DiTConfig& c = config_;
   const int64_t D = c.model_channels;
-  // x_embedder = PatchEmbed: proj = Sequential(Rearrange, Linear(bias=False))
-  x_embedder = register_module("x_embedder", NamedModules());
-  auto proj = x_embedder->add("proj", torch::nn::ModuleList());
-  patch_proj = MakeLinear(c.embedder_channels() * c.patch_spatial * c.patch_spatial * c.patch_temporal, D, false);
-  proj->push_back(torch::nn::Identity());
-  proj->push_back(patch_proj);
-
-  const int64_t len_h = c.max_img_h / c.patch_spatial, len_w = c.max_img_w / c.patch_spatial,
-                len_t = c.max_frames / c.patch_temporal;
-  pos_embedder = register_module("pos_embedder", NamedModules());
-  pos_embedder->register_buffer("seq", at::arange(std::max({len_h, len_w, len_t}), at::kFloat));
-  if (c.extra_per_block_abs_pos_emb) {
-    extra_pos_embedder = register_module("extra_pos_embedder", NamedModules());
-    pos_emb_h = extra_pos_embedder->register_parameter("pos_emb_h", at::zeros({len_h, D}));
-    pos_emb_w = extra_pos_embedder->register_parameter("pos_emb_w", at::zeros({len_w, D}));
-    pos_emb_t = extra_pos_embedder->register_parameter("pos_emb_t", at::zeros({len_t, D}));
-  }
+  RegisterEmbedders(/*rope_range_buffers=*/false);  // non-persistent in Predict1
 
   auto make_t_embedder = [&](torch::nn::Linear* l1, torch::nn::Linear* l2) {
     torch::nn::ModuleList list;

@@ -64,35 +64,10 @@ at::Tensor MiniTrainBlockImpl::forward(const at::Tensor& x_in, const at::Tensor&
 }
 
 MiniTrainDiTImpl::MiniTrainDiTImpl(const DiTConfig& config) : DiffusionNetwork(config) {
-  {
-    const absl::Status s = config_.Validate();
-    TORCH_CHECK(s.ok(), s.ToString());
-    TORCH_CHECK(!config_.is_general(), "MiniTrainDiT built from a GeneralDIT config");
-  }
+  TORCH_CHECK(!config_.is_general(), "MiniTrainDiT built from a GeneralDIT config");
   const DiTConfig& c = config_;
   const int64_t D = c.model_channels;
-  x_embedder = register_module("x_embedder", NamedModules());
-  auto proj = x_embedder->add("proj", torch::nn::ModuleList());
-  patch_proj = MakeLinear(c.embedder_channels() * c.patch_spatial * c.patch_spatial * c.patch_temporal, D, false);
-  proj->push_back(torch::nn::Identity());
-  proj->push_back(patch_proj);
-
-  // VideoRopePosition3DEmb: Predict2 keeps its tables as persistent buffers.
-  const int64_t len_h = c.max_img_h / c.patch_spatial, len_w = c.max_img_w / c.patch_spatial,
-                len_t = c.max_frames / c.patch_temporal;
-  const int64_t hd = c.head_dim(), dim_h = hd / 6 * 2, dim_t = hd - 2 * dim_h;
-  pos_embedder = register_module("pos_embedder", NamedModules());
-  pos_embedder->register_buffer("seq", at::arange(std::max({len_h, len_w, len_t}), at::kFloat));
-  pos_embedder->register_buffer("dim_spatial_range",
-                                at::arange(0, dim_h, 2, at::kLong).slice(0, 0, dim_h / 2).to(at::kFloat) / dim_h);
-  pos_embedder->register_buffer("dim_temporal_range",
-                                at::arange(0, dim_t, 2, at::kLong).slice(0, 0, dim_t / 2).to(at::kFloat) / dim_t);
-  if (c.extra_per_block_abs_pos_emb) {
-    extra_pos_embedder = register_module("extra_pos_embedder", NamedModules());
-    pos_emb_h = extra_pos_embedder->register_parameter("pos_emb_h", at::zeros({len_h, D}));
-    pos_emb_w = extra_pos_embedder->register_parameter("pos_emb_w", at::zeros({len_w, D}));
-    pos_emb_t = extra_pos_embedder->register_parameter("pos_emb_t", at::zeros({len_t, D}));
-  }
+  RegisterEmbedders(/*rope_range_buffers=*/true);  // Predict2 keeps the RoPE ranges as persistent buffers
   t_embedder = register_module("t_embedder", torch::nn::ModuleList());
   t_embedder->push_back(torch::nn::Identity());  // Timesteps: no parameters
   auto te = NamedModules();

@@ -190,7 +190,8 @@ TORCH_MODULE(DiTBuildingBlock);
 // What the sampler, the world model and training need from a diffusion transformer.
 class DiffusionNetwork : public torch::nn::Module {
  public:
-  explicit DiffusionNetwork(const DiTConfig& config) : config_(config) {}
+  // TORCH_CHECKs that the config is valid (callers run DiTConfig::Validate / MakeDiffusionNetwork first).
+  explicit DiffusionNetwork(const DiTConfig& config);
   const DiTConfig& config() const { return config_; }
   // The network output F [B, out_channels, T, H, W]. TORCH_CHECKs shapes; callers validate user input with
   // ValidateInputs first.
@@ -204,7 +205,17 @@ class DiffusionNetwork : public torch::nn::Module {
   c10::Device device() const;
   at::ScalarType dtype() const;
 
+  // The embedders both reference networks register under the same names.
+  NamedModules x_embedder{nullptr};     // proj.1 = Linear(embedder_channels * pt * p * p, D, bias=False)
+  torch::nn::Linear patch_proj{nullptr};
+  NamedModules pos_embedder{nullptr};   // persistent buffer `seq` (+ Predict2's frequency ranges)
+  NamedModules extra_pos_embedder{nullptr};
+  at::Tensor pos_emb_h, pos_emb_w, pos_emb_t;  // [len_h|len_w|len_t, D] (extra_per_block_abs_pos_emb)
+
  protected:
+  // Registers x_embedder (PatchEmbed), pos_embedder (VideoRopePosition3DEmb's buffers; the dim_*_range ones are
+  // persistent in Predict2 only) and extra_pos_embedder (LearnablePosEmbAxis) when configured.
+  void RegisterEmbedders(bool rope_range_buffers);
   DiTConfig config_;
 };
 
@@ -220,12 +231,7 @@ class GeneralDiTImpl : public DiffusionNetwork {
   // N(0, 0.02) absolute embeddings (general_dit.py initialize_weights).
   void InitializeWeights() override;
 
-  // Registered submodules in the reference's naming.
-  NamedModules x_embedder{nullptr};     // proj.1 = Linear((in_ch + pad) * pt * p * p, D, bias=False)
-  torch::nn::Linear patch_proj{nullptr};
-  NamedModules pos_embedder{nullptr};   // persistent buffer `seq` (arange of the longest position table)
-  NamedModules extra_pos_embedder{nullptr};
-  at::Tensor pos_emb_h, pos_emb_w, pos_emb_t;  // [len_h|len_w|len_t, D]
+  // Registered submodules in the reference's naming (and the embedders of DiffusionNetwork).
   torch::nn::ModuleList t_embedder;     // [Timesteps, TimestepEmbedding{linear_1, linear_2}]
   torch::nn::Linear t_linear_1{nullptr}, t_linear_2{nullptr};
   torch::nn::ModuleList augment_sigma_embedder{nullptr};
@@ -278,11 +284,6 @@ class MiniTrainDiTImpl : public DiffusionNetwork {
   // Truncated-normal std 1/sqrt(fan_in) linears, zeroed modulation outputs (text2image_dit.py init_weights).
   void InitializeWeights() override;
 
-  NamedModules x_embedder{nullptr};
-  torch::nn::Linear patch_proj{nullptr};
-  NamedModules pos_embedder{nullptr};  // persistent buffers seq, dim_spatial_range, dim_temporal_range
-  NamedModules extra_pos_embedder{nullptr};
-  at::Tensor pos_emb_h, pos_emb_w, pos_emb_t;
   torch::nn::ModuleList t_embedder;
   torch::nn::Linear t_linear_1{nullptr}, t_linear_2{nullptr};
   wfm::nn::RMSNorm t_embedding_norm{nullptr};
