@@ -1,7 +1,8 @@
 // Video IO over FFmpeg: probe, streaming decode (frame callback / chunk iterator) with optional resize,
 // frame-range and fps resampling, threaded decoding, optional CUDA hwaccel; encode to MP4 (libx264, mpeg4
 // fallback) with correct timestamps; PNG frames. Every FFmpeg handle is owned by a unique_ptr with a deleter;
-// every failure is a Status naming the file.
+// every failure is a Status naming the file. FFmpeg's own stderr chatter is off unless WFM_LOG_LEVEL=debug.
+// RAII owners for raw FFmpeg handles: wfm/core/ffmpeg_ptr.h.
 //
 //   WFM_ASSIGN_OR_RETURN(VideoInfo info, ProbeVideo("clip.mp4"));
 //   WFM_ASSIGN_OR_RETURN(at::Tensor frames, DecodeVideo("clip.mp4"));          // uint8 [T, H, W, 3]
@@ -51,19 +52,25 @@ struct VideoInfo {
 // indent < 0: one line.
 std::string VideoInfoToJson(const VideoInfo& info, int indent = -1);
 
-// Probes a file. With `exact`, the frame count is obtained by demuxing (and decoding when packets do not map
-// one-to-one to frames) the whole stream, which equals `ffprobe -count_frames`.
+// Probes a file. With `exact`, the whole stream is decoded (no pixel conversion, loop filter skipped) and the
+// frame count equals `ffprobe -count_frames` (e.g. 68 for tree.avi, whose AVI index lists 444 entries).
+// Damaged packets are skipped like the ffmpeg tool does; a file without one decodable frame is an error.
 absl::StatusOr<VideoInfo> ProbeVideo(const std::string& path, bool exact = false);
 
 struct DecodeOptions {
-  int width = 0, height = 0;     // output size; 0 keeps the source size (one 0: keep aspect ratio)
-  double fps = 0.0;              // resample to this rate (nearest-timestamp frame selection); 0 = source rate
-  int64_t start_frame = 0;       // first output frame (index in the resampled output sequence)
+  int width = 0, height = 0;     // output size; 0 keeps the source size (one 0: keep aspect ratio). swscale
+                                 // bicubic with full chroma interpolation (antialiased when shrinking)
+  double fps = 0.0;              // resample to this rate (nearest-timestamp frame selection; variable-rate input
+                                 // lands on a constant timeline); 0 = every decoded frame once
+  int64_t start_frame = 0;       // first output frame (index in the resampled output sequence). With fps > 0 a
+                                 // start beyond 3 s is reached by seeking (same frames as decoding through);
+                                 // with fps == 0 indices count decoded frames, so earlier frames are decoded
   int64_t num_frames = -1;       // -1 = to the end
-  int threads = 0;               // decoder threads; 0 = auto (all cores)
-  std::string hwaccel;           // "" (software), "cuda" (NVDEC when present; error if unavailable)
+  int threads = 0;               // decoder threads (frame + slice); 0 = DefaultNumThreads()
+  std::string hwaccel;           // "" (software), "cuda" (NVDEC; FailedPrecondition without a GPU/driver,
+                                 // Unimplemented for codecs NVDEC lacks), "auto" (cuda when usable)
   int64_t chunk_frames = 32;     // frames per callback in streaming decode
-  bool apply_rotation = false;   // rotate frames by the display matrix
+  bool apply_rotation = false;   // rotate frames by the display matrix (width/height then refer to the result)
 };
 
 // Frame callback of the streaming decoder: `chunk` is uint8 [t, H, W, 3] RGB (contiguous, CPU), `first_index`
