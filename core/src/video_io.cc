@@ -676,13 +676,19 @@ absl::StatusOr<int64_t> DecodeVideoStream(const std::string& path, const DecodeO
   return CatchToStatus(path, [&]() -> absl::StatusOr<int64_t> {
     WFM_ASSIGN_OR_RETURN(std::unique_ptr<ReaderImpl> reader, OpenReader(path, options));
     const int64_t chunk = options.chunk_frames > 0 ? options.chunk_frames : 32;
+    // One chunk buffer, reused while the callback keeps no reference to it: a fresh multi-megabyte allocation
+    // per chunk costs page faults comparable to the RGB conversion.
+    at::Tensor buf;
     int64_t total = 0;
     while (true) {
+      if (!buf.defined() || buf.use_count() > 1 || buf.storage().use_count() > 1) {  // kept: copy or view
+        buf = at::empty({chunk, reader->out_height(), reader->out_width(), 3}, at::kByte);  // [t, H, W, 3]
+      }
       const int64_t first = reader->position();
-      WFM_ASSIGN_OR_RETURN(at::Tensor frames, reader->Next(chunk));
-      if (!frames.defined()) break;
-      total += frames.size(0);
-      WFM_RETURN_IF_ERROR(callback(frames, first));
+      WFM_ASSIGN_OR_RETURN(int64_t n, reader->ReadInto(buf.data_ptr<uint8_t>(), chunk));
+      if (n == 0) break;
+      total += n;
+      WFM_RETURN_IF_ERROR(callback(n == chunk ? buf : buf.narrow(0, 0, n), first));
     }
     return total;
   });

@@ -299,6 +299,27 @@ TEST(VideoDecodeTest, StreamingKeepsMemoryBounded) {
   EXPECT_LT(grown_mb, 250.0) << "peak RSS grew by " << grown_mb << " MB while streaming (1 GB of frames)";
 }
 
+TEST(VideoDecodeTest, ChunksKeptByTheCallbackStayIntact) {
+  REQUIRE_MEDIA();
+  // The stream reuses its chunk buffer only when the callback dropped it: kept chunks must not be overwritten.
+  const std::string path = testing::SharedPath("media/cityCC0.mpg");
+  DecodeOptions o;
+  o.width = 32;
+  WFM_ASSERT_OK_AND_ASSIGN(at::Tensor all, DecodeVideo(path, o));
+  o.chunk_frames = 7;
+  std::vector<at::Tensor> kept;
+  int64_t dropped_sum = 0;
+  WFM_ASSERT_OK(DecodeVideoStream(path, o, [&](const at::Tensor& chunk, int64_t first) {
+    if ((first / 7) % 2 == 0) kept.push_back(chunk); else dropped_sum += chunk.sum().item<int64_t>();
+    return absl::OkStatus();
+  }));
+  at::Tensor rebuilt = at::cat(kept);
+  std::vector<at::Tensor> expected;
+  for (int64_t first = 0; first < all.size(0); first += 14) expected.push_back(all.narrow(0, first, std::min<int64_t>(7, all.size(0) - first)));
+  EXPECT_TRUE(at::equal(rebuilt, at::cat(expected)));
+  EXPECT_GT(dropped_sum, 0);
+}
+
 TEST(VideoDecodeTest, CallbackErrorStopsDecoding) {
   REQUIRE_MEDIA();
   DecodeOptions o;

@@ -78,7 +78,9 @@ struct DecodeOptions {
 using FrameChunkCallback = std::function<absl::Status(const at::Tensor& chunk, int64_t first_index)>;
 
 // Streams the (selected, resampled, resized) frames through `callback` in chunks; memory stays bounded by the
-// chunk size, whatever the video length. Returns the number of frames delivered.
+// chunk size, whatever the video length. The chunk buffer is reused when the callback keeps no reference to it
+// (a callback that stores the tensor, or a view of it, gets fresh buffers from then on). Returns the number of
+// frames delivered.
 absl::StatusOr<int64_t> DecodeVideoStream(const std::string& path, const DecodeOptions& options,
                                           const FrameChunkCallback& callback);
 
