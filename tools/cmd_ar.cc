@@ -198,7 +198,7 @@ struct GenerateArgs {
   std::string input_video, prompt, output, device = "cpu", dtype = "auto";
   int64_t num_input_frames = 9, num_frames = 33, seed = 0, num_samples = 1, top_k = 0, window_context_frames = 0;
   double temperature = 1.0, top_p = 0.8, fps = 24.0, guidance = 1.0;
-  bool random_init = false, save_tokens = false, bf16_head = false;
+  bool random_init = false, save_tokens = false, bf16_head = false, stream = false;
 };
 
 absl::StatusOr<TextContext> LoadTextContext(const ArConfig& config, const GenerateArgs& a) {
@@ -293,17 +293,36 @@ absl::Status Generate(const GenerateArgs& a) {
   o.generation.window_context_frames = a.window_context_frames;
   o.generation.guidance = a.guidance;
   if (a.guidance != 1.0 && !text) return absl::InvalidArgumentError("--guidance needs a text-conditioned model");
-  WFM_ASSIGN_OR_RETURN(WorldResult r, GenerateWorld(*net, *codec, frames, text ? &*text : nullptr, o,
-                                                    a.guidance != 1.0 ? &*unconditional : nullptr));
   EncodeOptions enc;
   enc.fps = fps;
-  std::vector<std::string> written;
+  std::vector<std::string> paths;
   if (folder) WFM_RETURN_IF_ERROR(MakeDirs(a.output));
+  for (int64_t b = 0; b < a.num_samples; ++b)
+    paths.push_back(folder ? (fs::path(a.output) / absl::StrFormat("sample_%03d.mp4", b)).string() : a.output);
+  // --stream: every sample's MP4 grows frame by frame while the model generates.
+  std::vector<std::unique_ptr<VideoWriter>> writers;
+  if (a.stream) {
+    const int h = static_cast<int>(config.video_latent_shape[1] * codec->spatial_compression());
+    const int w = static_cast<int>(config.video_latent_shape[2] * codec->spatial_compression());
+    for (const auto& path : paths) {
+      WFM_ASSIGN_OR_RETURN(std::unique_ptr<VideoWriter> wr, VideoWriter::Open(path, w, h, enc));
+      writers.push_back(std::move(wr));
+    }
+    o.on_frames = [&](const at::Tensor& f) -> absl::Status {  // uint8 [B, t, H, W, 3]
+      for (int64_t b = 0; b < f.size(0); ++b) WFM_RETURN_IF_ERROR(writers[static_cast<size_t>(b)]->Write(f[b]));
+      return absl::OkStatus();
+    };
+  }
+  WFM_ASSIGN_OR_RETURN(WorldResult r, GenerateWorld(*net, *codec, frames, text ? &*text : nullptr, o,
+                                                    a.guidance != 1.0 ? &*unconditional : nullptr));
+  std::vector<std::string> written;
   for (int64_t b = 0; b < r.videos.size(0); ++b) {
-    const std::string path =
-        folder ? (fs::path(a.output) / absl::StrFormat("sample_%03d.mp4", b)).string() : a.output;
-    WFM_RETURN_IF_ERROR(WriteVideo(path, r.videos[b], enc));
-    written.push_back(path);
+    if (a.stream) {
+      WFM_RETURN_IF_ERROR(writers[static_cast<size_t>(b)]->Close());
+    } else {
+      WFM_RETURN_IF_ERROR(WriteVideo(paths[static_cast<size_t>(b)], r.videos[b], enc));
+    }
+    written.push_back(paths[static_cast<size_t>(b)]);
   }
   if (a.save_tokens) {
     const std::string path = folder ? (fs::path(a.output) / "tokens.safetensors").string()
@@ -359,6 +378,9 @@ int RunGenerate(int argc, char** argv) {
       .Option("fps", &a.fps, "output frame rate when the input has none (default 24)")
       .Option("output", &a.output, "OUT.mp4, or a folder for --num-samples > 1", true)
       .Flag("save-tokens", &a.save_tokens, "also write the token grid (safetensors `tokens` [B, t, h, w])")
+      .Flag("stream", &a.stream,
+            "decode and encode frames as each latent frame is generated (bounded memory; each MP4 is renamed "
+            "into place when complete)")
       .Flag("random-init", &a.random_init, "random AR (and tokenizer) weights, for smoke tests")
       .Flag("bf16-head", &a.bf16_head,
             "run the output projection in bfloat16: ~2x faster batch-1 decode on CPU, logits within ~1e-2")

@@ -21,6 +21,33 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double Seconds(Clock::time_point a) { return std::chrono::duration<double>(Clock::now() - a).count(); }
 
+// Default stream: decodes all frames pushed so far and returns the frames not returned yet.
+class RedecodeStream final : public FrameStream {
+ public:
+  explicit RedecodeStream(VideoTokenCodec* codec) : codec_(codec) {}
+  absl::StatusOr<at::Tensor> Push(const at::Tensor& indices) override {
+    all_ = all_.defined() ? at::cat({all_, indices}, 1) : indices;
+    WFM_ASSIGN_OR_RETURN(at::Tensor v, codec_->Decode(all_));
+    const at::Tensor fresh = v.narrow(2, done_, v.size(2) - done_);
+    done_ = v.size(2);
+    return fresh;
+  }
+
+ private:
+  VideoTokenCodec* codec_;
+  at::Tensor all_;
+  int64_t done_ = 0;
+};
+
+class TokenizerFrameStream final : public FrameStream {
+ public:
+  explicit TokenizerFrameStream(std::unique_ptr<tokenizer::DecodeStream> s) : s_(std::move(s)) {}
+  absl::StatusOr<at::Tensor> Push(const at::Tensor& indices) override { return s_->Push(indices.to(at::kLong)); }
+
+ private:
+  std::unique_ptr<tokenizer::DecodeStream> s_;
+};
+
 // The tokenizer's serving facade: streaming (memory-bounded, equal to whole-clip) encode / decode.
 class TokenizerCodec final : public VideoTokenCodec {
  public:
@@ -35,6 +62,12 @@ class TokenizerCodec final : public VideoTokenCodec {
   absl::StatusOr<at::Tensor> Decode(const at::Tensor& indices) override {
     return tok_->Decode(indices.to(at::kLong));
   }
+  absl::StatusOr<std::unique_ptr<FrameStream>> StartDecode() override {
+    tokenizer::ServeOptions so;
+    so.chunk_frames = tok_->config().temporal_compression;  // one latent frame at a time
+    WFM_ASSIGN_OR_RETURN(std::unique_ptr<tokenizer::DecodeStream> s, tok_->StartDecode(tokenizer::ClipGeometry{}, so));
+    return std::unique_ptr<FrameStream>(new TokenizerFrameStream(std::move(s)));
+  }
 
  private:
   std::unique_ptr<tokenizer::Tokenizer> tok_;
@@ -46,6 +79,10 @@ at::Tensor ToUint8(const at::Tensor& v) {
 }
 
 }  // namespace
+
+absl::StatusOr<std::unique_ptr<FrameStream>> VideoTokenCodec::StartDecode() {
+  return std::unique_ptr<FrameStream>(new RedecodeStream(this));
+}
 
 absl::StatusOr<std::unique_ptr<VideoTokenCodec>> LoadTokenizerCodec(const std::string& config,
                                                                     const std::string& weights,
@@ -177,9 +214,34 @@ absl::StatusOr<WorldResult> GenerateWorld(ArTransformerImpl& net, VideoTokenCode
     prompt = idx.reshape(-1);
     result.encode_seconds = Seconds(t0);
   }
-  WFM_ASSIGN_OR_RETURN(result.generation,
-                       GenerateTokens(net, prompt, total_latent, text, o.generation, unconditional));
+  GenerationOptions g = o.generation;
+  std::unique_ptr<FrameStream> stream;
+  std::vector<at::Tensor> streamed;  // uint8 [B, t, H, W, 3] pieces
+  if (o.on_frames) {
+    WFM_ASSIGN_OR_RETURN(stream, codec.StartDecode());
+    const int64_t B = g.num_samples;
+    const auto emit = [&](const at::Tensor& idx) -> absl::Status {  // idx [B, n, h, w]
+      const auto t = Clock::now();
+      WFM_ASSIGN_OR_RETURN(at::Tensor v, stream->Push(idx));
+      result.decode_seconds += Seconds(t);
+      if (v.size(2) == 0) return absl::OkStatus();
+      streamed.push_back(ToUint8(v));
+      return o.on_frames(streamed.back());
+    };
+    if (prompt_latent > 0)
+      WFM_RETURN_IF_ERROR(emit(prompt.view({1, prompt_latent, lh, lw}).expand({B, -1, -1, -1}).contiguous()));
+    const auto user = g.on_frame;
+    g.on_frame = [&, user](int64_t frame, const at::Tensor& tokens) -> absl::Status {
+      if (user) WFM_RETURN_IF_ERROR(user(frame, tokens));
+      return emit(tokens.unsqueeze(1));
+    };
+  }
+  WFM_ASSIGN_OR_RETURN(result.generation, GenerateTokens(net, prompt, total_latent, text, g, unconditional));
   result.tokens = result.generation.tokens;
+  if (stream) {
+    result.videos = at::cat(streamed, 1);
+    return result;
+  }
   const auto t1 = Clock::now();
   std::vector<at::Tensor> videos;
   for (int64_t b = 0; b < result.tokens.size(0); ++b) {

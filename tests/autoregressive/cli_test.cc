@@ -105,7 +105,15 @@ TEST(ArCli, GenerateSmokeMultiverseFolderAndSingleFile) {
   const at::Tensor tokens = wfm::ReadSafetensors(dir + "/futures/tokens.safetensors").value().at("tokens");
   EXPECT_EQ(tokens.sizes(), at::IntArrayRef({2, 3, 4, 4}));
   EXPECT_TRUE(at::equal(tokens[0][0], tokens[1][0])) << "both futures share the prompt frame";
+  // --stream writes the same kind of file while generating
+  ASSERT_EQ(RunCommand(GenerateCmd("--input-video " + video + " --num-input-frames 9 --num-frames 17 --seed 3 " +
+                                   "--stream --output " + dir + "/streamed.mp4"),
+                       &log),
+            0)
+      << log;
   std::string info;
+  ASSERT_EQ(RunCommand(WfmTool() + " info " + dir + "/streamed.mp4", &info), 0) << info;
+  EXPECT_NE(info.find("\"num_frames\":17"), std::string::npos) << info;
   ASSERT_EQ(RunCommand(WfmTool() + " info " + dir + "/futures/sample_001.mp4", &info), 0) << info;
   EXPECT_NE(info.find("\"width\":64"), std::string::npos) << info;
   EXPECT_NE(info.find("\"num_frames\":17"), std::string::npos) << info;

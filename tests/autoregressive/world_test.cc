@@ -74,6 +74,25 @@ TEST(ArWorldTest, Video2WorldUsesTheLastInputFramesAndKeepsPromptTokens) {
   EXPECT_NEAR(r.videos[1][2].to(at::kFloat).mean().item<double>(), 200, 1.0);
 }
 
+TEST(ArWorldTest, StreamedFramesEqualTheWholeDecode) {
+  ArTransformer net = Net(Tiny(false));
+  PatchCodec codec;
+  at::Tensor frames = at::zeros({3, 16, 16, 3}, at::kByte);
+  for (int64_t t = 0; t < 3; ++t) frames[t].fill_(50 + 30 * t);
+  WorldOptions o = Opts(3, 9);  // 2 prompt latent frames + 3 generated (one window slide)
+  o.generation.num_samples = 2;
+  WFM_ASSERT_OK_AND_ASSIGN(WorldResult whole, GenerateWorld(*net, codec, frames, nullptr, o));
+  std::vector<int64_t> sizes;
+  o.on_frames = [&](const at::Tensor& f) {
+    EXPECT_EQ(f.size(0), 2);
+    sizes.push_back(f.size(1));
+    return absl::OkStatus();
+  };
+  WFM_ASSERT_OK_AND_ASSIGN(WorldResult streamed, GenerateWorld(*net, codec, frames, nullptr, o));
+  EXPECT_EQ(sizes, (std::vector<int64_t>{3, 2, 2, 2})) << "prompt frames first, then 2 frames per latent frame";
+  EXPECT_TRUE(at::equal(streamed.videos, whole.videos));
+}
+
 TEST(ArWorldTest, ImagePromptAndLongRollout) {
   ArTransformer net = Net(Tiny(false));
   PatchCodec codec;
@@ -160,6 +179,17 @@ TEST(ArWorldTest, RealTokenizerNetworkPlumbing) {
   WFM_ASSERT_OK_AND_ASSIGN(WorldResult r, GenerateWorld(*net, *codec, frames, nullptr, Opts(9, 17)));
   EXPECT_EQ(r.videos.sizes(), at::IntArrayRef({1, 17, 64, 64, 3}));
   EXPECT_EQ(r.tokens.sizes(), at::IntArrayRef({1, 3, 4, 4}));
+  // the tokenizer's causal decode stream gives the frames of the whole-clip decode
+  WorldOptions so = Opts(9, 17);
+  int64_t calls = 0;
+  so.on_frames = [&](const at::Tensor&) {
+    ++calls;
+    return absl::OkStatus();
+  };
+  WFM_ASSERT_OK_AND_ASSIGN(WorldResult s, GenerateWorld(*net, *codec, frames, nullptr, so));
+  EXPECT_EQ(calls, 2);  // the 9 prompt frames, then the 8 of the generated latent frame
+  EXPECT_TRUE(at::equal(s.tokens, r.tokens));
+  EXPECT_LE(testing::MaxAbsDiff(s.videos, r.videos), 1.0) << "streamed decode != whole decode";
   EXPECT_FALSE(LoadTokenizerCodec("CV8x8x8", "", "cpu").ok()) << "a continuous tokenizer must be refused";
 }
 

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,6 +24,14 @@
 
 namespace wfm::ar {
 
+// Incremental decoding of latent frames as they are generated.
+class FrameStream {
+ public:
+  virtual ~FrameStream() = default;
+  // The next latent frames, int64 [B, n, h, w] -> the new pixel frames, float [B, 3, T', H, W] in [-1, 1].
+  virtual absl::StatusOr<at::Tensor> Push(const at::Tensor& indices) = 0;
+};
+
 // A discrete video tokenizer as the world model sees it.
 class VideoTokenCodec {
  public:
@@ -34,6 +43,9 @@ class VideoTokenCodec {
   virtual absl::StatusOr<at::Tensor> Encode(const at::Tensor& video) = 0;
   // int64 [B, t, h, w] -> float [B, 3, T, H, W] in [-1, 1]
   virtual absl::StatusOr<at::Tensor> Decode(const at::Tensor& indices) = 0;
+  // A streaming decoder whose concatenated output equals Decode() of all pushed frames. The default re-decodes
+  // everything pushed so far and returns the new frames; causal tokenizers override it with a cached stream.
+  virtual absl::StatusOr<std::unique_ptr<FrameStream>> StartDecode();
 };
 
 // The wfm tokenizer (a DV network) as a codec. `config` is a tokenizer preset name or config.json path,
@@ -46,6 +58,9 @@ struct WorldOptions {
   int64_t num_input_frames = 9;  // 1 + k * temporal_compression (1 = image prompt); 0 = Text2World
   int64_t num_frames = 33;       // output frames, prompt included: 1 + m * temporal_compression
   GenerationOptions generation;
+  // Streaming output: called with uint8 [B, t, H, W, 3] pixel frames as soon as each latent frame is generated
+  // and decoded (the prompt's frames first); the final videos are then assembled from these frames.
+  std::function<absl::Status(const at::Tensor& frames)> on_frames;
 };
 
 struct WorldResult {
