@@ -98,7 +98,7 @@ NameRules NamedNameRules(absl::string_view preset) {
   if (preset == "ema") return EmaNameRules();
   if (preset == "cosmos-jit") {
     NameRules r = DefaultNameRules();
-    r.push_back(NameRule::Drop(R"(^inv_quant\.)"));
+    r.push_back(NameRule::ReplacePrefix("inv_quant.quantizer.", "quantizer."));
     return r;
   }
   return {};
@@ -395,14 +395,25 @@ absl::StatusOr<LoadReport> LoadSources(torch::nn::Module& module, std::vector<So
   std::vector<const Entry*> unknown, wrong_shape, bad_dtype;
   std::vector<std::string> duplicate_lines;
   std::set<std::string> provided;
+  auto from_list = [&](const std::vector<const Entry*>& list) {
+    std::vector<std::string> from;
+    for (const Entry* e : list) {
+      from.push_back(absl::StrCat("'", e->info->name, "'", sources.size() > 1 ? " in " + sources[e->source].label : ""));
+    }
+    return absl::StrJoin(from, ", ");
+  };
   for (const auto& [name, list] : by_module_name) {
     if (list.size() > 1) {
-      std::vector<std::string> from;
+      // Copies with the same dtype and shape (e.g. the FSQ buffers in both encoder.jit and decoder.jit) are one
+      // tensor if their values agree (checked after reading); anything else is ambiguous.
+      bool twins = true;
       for (const Entry* e : list) {
-        from.push_back(absl::StrCat("'", e->info->name, "'", sources.size() > 1 ? " in " + sources[e->source].label : ""));
+        twins = twins && e->info->dtype == list.front()->info->dtype && e->info->shape == list.front()->info->shape;
       }
-      duplicate_lines.push_back(absl::StrCat("    ", name, " <- ", absl::StrJoin(from, ", ")));
-      continue;
+      if (!twins) {
+        duplicate_lines.push_back(absl::StrCat("    ", name, " <- ", from_list(list)));
+        continue;
+      }
     }
     const Entry* e = list.front();
     auto it = expected_tensors.find(name);
@@ -418,11 +429,12 @@ absl::StatusOr<LoadReport> LoadSources(torch::nn::Module& module, std::vector<So
       bad_dtype.push_back(e);
     }
   }
-  std::vector<std::string> missing;
+  std::vector<std::string> missing;          // required by the module, absent
+  std::vector<std::string> optional_missing;  // outside options.required
   std::set<std::string> missing_set;
   for (const auto& name : expected) {
     if (!provided.count(name) && !by_module_name.count(name)) {
-      missing.push_back(name);
+      (options.required && !options.required(name) ? optional_missing : missing).push_back(name);
       missing_set.insert(name);
     }
   }
@@ -477,45 +489,70 @@ absl::StatusOr<LoadReport> LoadSources(torch::nn::Module& module, std::vector<So
   }
   for (const Entry* e : unknown) report.unexpected.push_back(e->info->name);
   report.missing = missing;
+  report.missing.insert(report.missing.end(), optional_missing.begin(), optional_missing.end());
+  std::sort(report.missing.begin(), report.missing.end());
 
-  // 3. Read (only the tensors that will be copied) and copy.
-  std::map<std::string, const Entry*> wanted;  // by module name
-  for (const auto& [name, list] : by_module_name)
-    if (expected_tensors.count(name)) wanted[name] = list.front();
+  // 3. Read the tensors that will be copied (views of mapped files, cheap), check that twins agree, then copy.
+  std::vector<TensorMap> read(sources.size());
+  std::vector<const TensorMap*> tensors(sources.size(), nullptr);
   for (size_t s = 0; s < sources.size(); ++s) {
     std::set<std::string> names;
-    for (const auto& [mname, e] : wanted)
-      if (e->source == s) names.insert(e->info->name);
-    if (names.empty()) continue;
-    TensorMap read;
-    const TensorMap* tensors = sources[s].tensors;
-    if (!tensors) {
-      WFM_ASSIGN_OR_RETURN(read, ReadTensorFile(sources[s].path, [&](const std::string& n) { return names.count(n) > 0; }));
-      tensors = &read;
+    for (const auto& [mname, list] : by_module_name) {
+      if (!expected_tensors.count(mname)) continue;
+      for (const Entry* e : list)
+        if (e->source == s) names.insert(e->info->name);
     }
-    absl::Status copied = CatchToStatus(absl::StrCat("copying ", sources[s].label, " into the module"), [&]() {
-      at::NoGradGuard no_grad;
-      for (const auto& [mname, e] : wanted) {
-        if (e->source != s) continue;
-        auto it = tensors->find(e->info->name);
-        if (it == tensors->end()) {
-          return absl::InternalError(absl::StrCat(sources[s].label, ": tensor '", e->info->name, "' vanished on read"));
-        }
-        at::Tensor& dst = expected_tensors[mname];
-        const at::Tensor& src = it->second;
-        if (src.scalar_type() != dst.scalar_type()) {
-          ++report.converted;
-          ++report.conversions[absl::StrCat(DtypeShortName(src.scalar_type()), "->", DtypeShortName(dst.scalar_type()))];
-        }
-        dst.copy_(src);
-        report.bytes += static_cast<uint64_t>(dst.numel()) * dst.element_size();
-        report.values += dst.numel();
-        ++report.loaded;
-      }
-      return absl::OkStatus();
-    });
-    WFM_RETURN_IF_ERROR(copied);
+    tensors[s] = sources[s].tensors;
+    if (!tensors[s] && !names.empty()) {
+      WFM_ASSIGN_OR_RETURN(read[s], ReadTensorFile(sources[s].path, [&](const std::string& n) { return names.count(n) > 0; }));
+      tensors[s] = &read[s];
+    }
   }
+  auto source_tensor = [&](const Entry* e) -> const at::Tensor* {
+    if (!tensors[e->source]) return nullptr;
+    auto it = tensors[e->source]->find(e->info->name);
+    return it == tensors[e->source]->end() ? nullptr : &it->second;
+  };
+  std::vector<std::string> differing;
+  for (const auto& [mname, list] : by_module_name) {
+    if (list.size() < 2 || !expected_tensors.count(mname)) continue;
+    const at::Tensor* first = source_tensor(list.front());
+    for (size_t k = 1; k < list.size(); ++k) {
+      const at::Tensor* other = source_tensor(list[k]);
+      if (first && other && !at::equal(*first, *other)) {
+        differing.push_back(absl::StrCat("    ", mname, " <- ", from_list(list)));
+        break;
+      }
+    }
+  }
+  if (!differing.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint ", report.source, ": ", differing.size(),
+        " module tensor(s) come from several file tensors with different values; nothing was loaded:\n",
+        absl::StrJoin(differing, "\n")));
+  }
+  absl::Status copied = CatchToStatus(absl::StrCat("copying ", report.source, " into the module"), [&]() {
+    at::NoGradGuard no_grad;
+    for (const auto& [mname, list] : by_module_name) {
+      auto dst_it = expected_tensors.find(mname);
+      if (dst_it == expected_tensors.end()) continue;
+      const at::Tensor* src = source_tensor(list.front());
+      if (!src) {
+        return absl::InternalError(absl::StrCat(report.source, ": tensor '", list.front()->info->name, "' vanished on read"));
+      }
+      at::Tensor& dst = dst_it->second;
+      if (src->scalar_type() != dst.scalar_type()) {
+        ++report.converted;
+        ++report.conversions[absl::StrCat(DtypeShortName(src->scalar_type()), "->", DtypeShortName(dst.scalar_type()))];
+      }
+      dst.copy_(*src);
+      report.bytes += static_cast<uint64_t>(dst.numel()) * dst.element_size();
+      report.values += dst.numel();
+      ++report.loaded;
+    }
+    return absl::OkStatus();
+  });
+  WFM_RETURN_IF_ERROR(copied);
   return report;
 }
 

@@ -187,6 +187,9 @@ TEST(CheckpointTest, RulesMapNames) {
     WFM_ASSERT_OK_AND_ASSIGN(NameRules back, ParseNameRules(NameRulesToString(rs)));
     EXPECT_EQ(NameRulesToString(back), NameRulesToString(rs));
   }
+  WFM_ASSERT_OK_AND_ASSIGN(NameMapping jit, MapNames({"inv_quant.quantizer._levels", "decoder.conv_in.weight"},
+                                                     NamedNameRules("cosmos-jit")));
+  EXPECT_EQ(jit.renamed.at("inv_quant.quantizer._levels"), "quantizer._levels");
   WFM_ASSERT_OK_AND_ASSIGN(NameRules two, ParseNameRules("ema, cosmos-jit"));
   EXPECT_EQ(two.size(), EmaNameRules().size() + NamedNameRules("cosmos-jit").size());
   EXPECT_FALSE(ParseNameRules("nonsense-preset").ok());
@@ -225,9 +228,33 @@ TEST(CheckpointTest, SeveralFilesAndDuplicates) {
   WFM_ASSERT_OK_AND_ASSIGN(LoadReport r, LoadCheckpoint(*dst, {dir + "/enc.safetensors", dir + "/dec.safetensors"}));
   EXPECT_EQ(r.loaded, 9);
   ExpectModuleEquals(*dst, sd, "two files");
-  auto dup = LoadCheckpoint(*dst, {dir + "/enc.safetensors", dir + "/enc.safetensors", dir + "/dec.safetensors"});
+  // The same tensors twice (like the FSQ buffers in encoder.jit and decoder.jit) merge ...
+  WFM_ASSERT_OK_AND_ASSIGN(LoadReport twice, LoadCheckpoint(*dst, {dir + "/enc.safetensors", dir + "/enc.safetensors",
+                                                                   dir + "/dec.safetensors"}));
+  EXPECT_EQ(twice.loaded, 9);
+  // ... but copies that disagree in value, or in shape/dtype, are errors and nothing is copied.
+  TensorMap enc2 = enc;
+  enc2["encoder.scale"] = enc.at("encoder.scale") + 1;
+  WFM_ASSERT_OK(WriteSafetensors(dir + "/enc2.safetensors", enc2));
+  Net fresh;
+  const at::Tensor before = fresh->encoder->conv->weight.clone();
+  auto differ = LoadCheckpoint(*fresh, {dir + "/enc.safetensors", dir + "/enc2.safetensors", dir + "/dec.safetensors"});
+  ASSERT_FALSE(differ.ok());
+  EXPECT_NE(std::string(differ.status().message()).find("encoder.scale"), std::string::npos) << differ.status();
+  EXPECT_NE(std::string(differ.status().message()).find("different values"), std::string::npos) << differ.status();
+  EXPECT_TRUE(at::equal(fresh->encoder->conv->weight, before)) << "nothing may be copied";
+  enc2["encoder.scale"] = at::zeros({5});
+  WFM_ASSERT_OK(WriteSafetensors(dir + "/enc3.safetensors", enc2));
+  auto dup = LoadCheckpoint(*fresh, {dir + "/enc.safetensors", dir + "/enc3.safetensors", dir + "/dec.safetensors"});
   ASSERT_FALSE(dup.ok());
-  EXPECT_NE(std::string(dup.status().message()).find("5 duplicate"), std::string::npos) << dup.status();
+  EXPECT_NE(std::string(dup.status().message()).find("1 duplicate"), std::string::npos) << dup.status();
+  // `required` scopes strictness: the encoder file alone fills the encoder, the decoder keeps its values.
+  LoadOptions enc_only;
+  enc_only.required = [](const std::string& n) { return n.rfind("encoder.", 0) == 0; };
+  WFM_ASSERT_OK_AND_ASSIGN(LoadReport part, LoadCheckpoint(*fresh, dir + "/enc.safetensors", enc_only));
+  EXPECT_EQ(part.loaded, 5);
+  EXPECT_EQ(part.missing.size(), 4u);
+  EXPECT_FALSE(LoadCheckpoint(*fresh, dir + "/enc.safetensors").ok());
 }
 
 TEST(CheckpointTest, SaveModuleRoundTripsAtomically) {

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -75,7 +76,8 @@ using NameRules = std::vector<NameRule>;
 //              parameter as a buffer with '-' for '.': "ema.network-encoder-conv_in-weight"; buffers such as
 //              running statistics have no EMA copy and come from the raw weights), '-' turns back into '.',
 //              then the "default" steps. An error if the file has no "ema." tensors.
-//  "cosmos-jit": "default" plus drops the decoder.jit's private copy of the FSQ buffers ("inv_quant.*").
+//  "cosmos-jit": "default" plus the decoder.jit's copy of the FSQ buffers "inv_quant.quantizer.*" ->
+//              "quantizer.*" (loading encoder.jit + decoder.jit together, the two copies merge: see LoadOptions).
 NameRules DefaultNameRules();
 NameRules EmaNameRules();
 NameRules NamedNameRules(absl::string_view preset);  // empty for unknown names; see ParseNameRules
@@ -103,6 +105,10 @@ struct LoadOptions {
   // Floating <-> floating and integer <-> integer conversions happen on copy. A floating value into an
   // integer/bool tensor (or back) is an error unless this is set.
   bool allow_lossy_dtype = false;
+  // Module tensors that must be loaded (default: all). Those for which this returns false may be absent from
+  // the file (e.g. the decoder's weights when loading encoder.jit into a whole tokenizer) and keep their values;
+  // they are listed in LoadReport::missing.
+  std::function<bool(const std::string&)> required;
 };
 
 struct LoadReport {
@@ -114,7 +120,7 @@ struct LoadReport {
   int64_t module_tensors = 0;                // parameters + buffers of the module
   int64_t values = 0;                        // elements written into the module
   uint64_t bytes = 0;                        // bytes written into the module
-  std::vector<std::string> missing;          // allowed missing (module names)
+  std::vector<std::string> missing;          // allowed missing (module names): allow_missing or not `required`
   std::vector<std::string> unexpected;       // allowed unexpected (file names)
   std::map<std::string, int64_t> conversions;  // "BF16->F32" -> count
   // "loaded 315/315 tensors (105.7M values, 422.6 MB) from 'model.pt'; 315 converted BF16->F32; 630 dropped"
@@ -124,8 +130,9 @@ struct LoadReport {
 // Loads one checkpoint file (any format ListTensorFile reads) into `module`.
 absl::StatusOr<LoadReport> LoadCheckpoint(torch::nn::Module& module, const std::string& path,
                                           const LoadOptions& options = {});
-// Loads several files as one state dict (e.g. encoder.jit + decoder.jit into a whole tokenizer). A module name
-// provided by two files is reported as a duplicate.
+// Loads several files as one state dict (e.g. encoder.jit + decoder.jit into a whole tokenizer). Several file
+// tensors mapping to one module name are merged when they have the same dtype, shape and values (checked before
+// anything is copied), and are a "duplicate" error otherwise.
 absl::StatusOr<LoadReport> LoadCheckpoint(torch::nn::Module& module, const std::vector<std::string>& paths,
                                           const LoadOptions& options = {});
 // Same checks and copy for tensors already in memory; `source` names them in messages.
