@@ -123,6 +123,28 @@ TEST(TokenizerWeightsTest, StrictLoadListsEveryProblemAtOnce) {
     EXPECT_NE(msg.find(needle), std::string::npos) << "missing \"" << needle << "\" in: " << msg;
 }
 
+// Loaded parameters may share the checkpoint file's (copy-on-write) mapping: writing them (fine-tuning) must
+// neither fail nor change the file, and a network loaded afterwards still gets the file's values.
+TEST(TokenizerWeightsTest, LoadedWeightsAreWritableAndTheFileStaysIntact) {
+  const std::string path = Fixture("CV8x8x8", ".weights.safetensors");
+  WFM_REQUIRE_FILE(path);
+  WFM_ASSERT_OK_AND_ASSIGN(TokenizerConfig config, TokenizerConfig::FromJsonFile(Fixture("CV8x8x8", ".json")));
+  WFM_ASSERT_OK_AND_ASSIGN(TensorMap file, ReadSafetensors(path));
+  const at::Tensor before = file.at("quant_conv.conv3d.weight").clone();
+  TokenizerNetwork net(config);
+  WFM_ASSERT_OK(LoadTokenizerWeights(*net, path).status());
+  {
+    torch::NoGradGuard ng;
+    for (auto& p : net->parameters()) p.add_(1);
+  }
+  EXPECT_TRUE(at::equal(net->quant_conv3d->conv3d->weight, before + 1));
+  WFM_ASSERT_OK_AND_ASSIGN(TensorMap again, ReadSafetensors(path));
+  EXPECT_TRUE(at::equal(again.at("quant_conv.conv3d.weight"), before)) << "loading let writes reach the file";
+  TokenizerNetwork net2(config);
+  WFM_ASSERT_OK(LoadTokenizerWeights(*net2, path).status());
+  EXPECT_TRUE(at::equal(net2->quant_conv3d->conv3d->weight, before));
+}
+
 TEST(TokenizerWeightsTest, WrongConfigIsReported) {
   WFM_REQUIRE_FILE(Fixture("DV8x16x16", ".weights.safetensors"));
   // The DV4x8x8 fixture config (patch 2, z 32) against the DV8x16x16 weights.

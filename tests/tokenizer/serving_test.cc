@@ -75,6 +75,25 @@ TEST(TokenizerServingTest, EveryTemporalModuleStreamsExactly) {
   ExpectStreamsExactly(Patcher3D(2, "rearrange"), at::randn({1, 3, 7, 8, 8}), {3, 2, 2}, "rearrange patcher");
 }
 
+// The inference shortcuts equal the reference formulations they replace.
+TEST(TokenizerServingTest, FastPathsMatchTheReferenceFormulations) {
+  torch::NoGradGuard ng;
+  at::manual_seed(1);
+  CausalHybridUpsample3d up(6, true, false);
+  at::Tensor x = at::randn({2, 6, 3, 5, 7});
+  ExpectRel(up->SpatialUpSubPixel(x), up->SpatialUpReference(x), 1e-5, "sub-pixel upsampling conv");
+  // Per-frame GroupNorm statistics: the sum-based fast path, and the exact fallback when the mean dominates.
+  CausalNormalize norm(6, 1);
+  for (double offset : {0.0, 5.0, 50.0}) {  // 50: mean^2 >> variance, the exact reduction is used
+    at::Tensor y = at::randn({2, 6, 3, 5, 7}) + offset;
+    at::Tensor yd = y.to(at::kDouble).transpose(1, 2).reshape({6, 6, 5, 7});
+    at::Tensor ref = at::group_norm(yd, 1, norm->norm->weight.to(at::kDouble), norm->norm->bias.to(at::kDouble), 1e-6)
+                         .view({2, 3, 6, 5, 7})
+                         .transpose(1, 2);
+    ExpectRel(norm(y), ref, 2e-5, "per-frame GroupNorm, offset " + std::to_string(offset));
+  }
+}
+
 // Chunked (streaming) encoding and decoding equal whole-clip encoding/decoding, for several chunkings, and the
 // whole-clip path equals the bare network call.
 TEST(TokenizerServingTest, StreamingEqualsWholeClip) {
@@ -303,6 +322,16 @@ TEST(TokenizerServingTest, BadInputGivesClearErrors) {
   expect_error(tok->Decode(at::full({1, 6, 2, 2, 2}, std::numeric_limits<float>::quiet_NaN())), "NaN");
   auto config = TokenizerConfig::FromJsonFile(Fixture("DV8x16x16", ".json"));
   ASSERT_TRUE(config.ok());
+  // A tokenizer loaded for one half refuses the other.
+  TokenizerOptions encode_only;
+  encode_only.part = WeightsPart::kEncoder;
+  auto enc = Tokenizer::Create(*config, Fixture("DV8x16x16", ".weights.safetensors"), encode_only);
+  WFM_ASSERT_OK(enc.status());
+  WFM_EXPECT_OK((*enc)->Encode(video).status());
+  auto refused = (*enc)->Decode(at::zeros({1, 2, 2, 2}, at::kLong));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+  EXPECT_NE(refused.status().message().find("encoding only"), std::string::npos) << refused.status();
   TokenizerOptions bad_dtype;
   bad_dtype.dtype = "float8";
   expect_error(Tokenizer::Create(*config, Fixture("DV8x16x16", ".weights.safetensors"), bad_dtype), "dtype");

@@ -13,7 +13,9 @@ torch::nn::GroupNorm Normalize(int64_t channels) {
   return torch::nn::GroupNorm(torch::nn::GroupNormOptions(32, channels).eps(1e-6));
 }
 torch::nn::Conv2d Conv(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding) {
-  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding));
+  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding));
+  MaybeSkipInit(*conv);
+  return conv;
 }
 at::Tensor NormSiLU(const torch::nn::GroupNorm& norm, const at::Tensor& x) {
   at::Tensor y = at::group_norm(x, 32, norm->weight, norm->bias, 1e-6);

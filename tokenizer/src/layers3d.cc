@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/grad_mode.h>
 
 #include <cmath>
 
@@ -44,6 +45,28 @@ at::Tensor RepeatFirstFrame(const at::Tensor& x, int64_t n) {
 at::Tensor Nonlinearity(const at::Tensor& x) { return at::silu(x); }
 
 namespace {
+thread_local bool g_skip_weight_init = false;
+}  // namespace
+
+SkipWeightInit::SkipWeightInit() : previous_(g_skip_weight_init) { g_skip_weight_init = true; }
+SkipWeightInit::~SkipWeightInit() { g_skip_weight_init = previous_; }
+bool SkipWeightInit::active() { return g_skip_weight_init; }
+
+void MaybeSkipInit(torch::nn::Module& conv) {
+  if (!g_skip_weight_init) return;
+  torch::NoGradGuard ng;
+  for (auto& p : conv.named_parameters(/*recurse=*/false)) p.value().set_data(at::empty_like(p.value()));
+}
+
+namespace {
+// a + b, accumulated into `a` (a fresh op output that nothing else references) when no gradient is recorded.
+at::Tensor AddInto(at::Tensor a, const at::Tensor& b) {
+  if (c10::GradMode::is_enabled()) return a + b;
+  return a.add_(b);
+}
+}  // namespace
+
+namespace {
 // Appends `x` to the frames left over in `slot` (none on the first chunk, where `first_pad` copies of frame 0
 // are prepended instead), returns the span that holds the complete windows of a (kernel, stride) temporal op
 // and keeps the remainder in `slot`.
@@ -74,6 +97,7 @@ CausalConv3dImpl::CausalConv3dImpl(int64_t in_channels, int64_t out_channels, st
   conv3d = register_module(
       "conv3d", torch::nn::Conv3d(torch::nn::Conv3dOptions(in_channels, out_channels, {kernel[0], kernel[1], kernel[2]})
                                       .stride({time_stride, stride, stride})));
+  MaybeSkipInit(*conv3d);
 }
 
 at::Tensor CausalConv3dImpl::Conv(const at::Tensor& xp) const {
@@ -102,11 +126,37 @@ CausalNormalizeImpl::CausalNormalizeImpl(int64_t channels, int64_t num_groups) :
   norm = register_module("norm", torch::nn::GroupNorm(torch::nn::GroupNormOptions(num_groups, channels).eps(1e-6)));
 }
 
+namespace {
+// Mean and variance over (C, H, W) of each frame of x [B, C, T, H, W] -> [B, 1, T, 1, 1] each (float32).
+// On the CPU the Welford reduction of var_mean over non-adjacent dims is ~5x slower than plain sums, so the
+// statistics come from per-(b, c, t) sums of x and x^2 over the contiguous H*W (float32, cascade-summed),
+// combined over C in float64; when mean^2 dominates the variance (cancellation) the exact reduction is used.
+std::pair<at::Tensor, at::Tensor> FrameStats(const at::Tensor& x) {
+  const int64_t B = x.size(0), C = x.size(1), T = x.size(2);
+  if (!x.is_cpu() || (c10::GradMode::is_enabled() && x.requires_grad()) || !x.is_contiguous() ||
+      x.scalar_type() != at::kFloat) {
+    auto [var, mean] = at::var_mean(x, {1, 3, 4}, /*unbiased=*/false, /*keepdim=*/true);
+    return {mean, var};
+  }
+  const at::Tensor xv = x.view({B, C, T, -1});                                // [B, C, T, HW]
+  const double n = static_cast<double>(C * xv.size(3));
+  at::Tensor s1 = xv.sum(-1).to(at::kDouble).sum(1);                         // [B, T]
+  at::Tensor s2 = at::linalg_vector_norm(xv, 2, {-1}).to(at::kDouble).square().sum(1);
+  at::Tensor mean = s1 / n, var = (s2 / n - mean * mean).clamp_min(0);
+  if ((mean * mean > 100.0 * var + 1e-12).any().item<bool>()) {
+    auto [v, m] = at::var_mean(x, {1, 3, 4}, /*unbiased=*/false, /*keepdim=*/true);
+    return {m, v};
+  }
+  return {mean.to(at::kFloat).view({B, 1, T, 1, 1}), var.to(at::kFloat).view({B, 1, T, 1, 1})};
+}
+}  // namespace
+
 at::Tensor CausalNormalizeImpl::forward(const at::Tensor& x) {
   if (num_groups_ != 1) return at::group_norm(x, num_groups_, norm->weight, norm->bias, 1e-6);
-  // GroupNorm(1) of each frame: statistics over (C, H, W) per (b, t), computed in place in [B, C, T, H, W].
+  // GroupNorm(1) of each frame: statistics over (C, H, W) per (b, t), applied in place in [B, C, T, H, W]
+  // (no transposes).
   const int64_t C = x.size(1);
-  auto [var, mean] = at::var_mean(x, {1, 3, 4}, /*unbiased=*/false, /*keepdim=*/true);  // [B, 1, T, 1, 1]
+  auto [mean, var] = FrameStats(x);                               // [B, 1, T, 1, 1]
   at::Tensor rstd = (var + 1e-6).rsqrt_();
   at::Tensor scale = rstd * norm->weight.view({1, C, 1, 1, 1});  // [B, C, T, 1, 1]
   at::Tensor shift = norm->bias.view({1, C, 1, 1, 1}) - mean * scale;
@@ -139,7 +189,7 @@ at::Tensor CausalResnetBlockFactorized3dImpl::forward(const at::Tensor& x, Causa
   h = norm2->NormSiLU(h);
   if (dropout_ > 0 && is_training()) h = at::dropout(h, dropout_, true);
   h = conv2(h, cache);
-  return (nin_shortcut ? nin_shortcut(x) : x) + h;
+  return AddInto(h, nin_shortcut ? nin_shortcut(x) : x);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -186,7 +236,7 @@ at::Tensor CausalAttnBlockImpl::forward(const at::Tensor& x) {
   }
   // batch2time: [BT, C, N] -> [B, C, T, H, W]
   out = out.view({B, T, C, H, W}).transpose(1, 2);
-  return x + proj_out(out);
+  return AddInto(proj_out(out), x);
 }
 
 CausalTemporalAttnBlockImpl::CausalTemporalAttnBlockImpl(int64_t channels, int64_t num_groups) {
@@ -225,7 +275,7 @@ at::Tensor CausalTemporalAttnBlockImpl::forward(const at::Tensor& x, CausalCache
   at::Tensor out = at::bmm(w, vt);  // [BHW, T, C]
   // batch2space: -> [B, C, T, H, W]
   out = out.view({B, H, W, T, C}).permute({0, 4, 3, 1, 2});
-  return x + proj_out(out);
+  return AddInto(proj_out(out), x);
 }
 
 CausalAttnPairImpl::CausalAttnPairImpl(int64_t channels, int64_t num_groups) {
@@ -255,7 +305,7 @@ at::Tensor CausalHybridDownsample3dImpl::forward(const at::Tensor& x_in, CausalC
   at::Tensor x = x_in;
   if (spatial_down_) {
     at::Tensor xp = at::constant_pad_nd(x, {0, 1, 0, 1, 0, 0}, 0.0);
-    x = conv1(xp, cache) + at::avg_pool3d(xp, {1, 2, 2}, {1, 2, 2});
+    x = AddInto(conv1(xp, cache), at::avg_pool3d(xp, {1, 2, 2}, {1, 2, 2}));
   }
   if (temporal_down_) {
     // replication_pad: the first frame once more in front (first chunk only), then conv2 pads once more itself.
@@ -267,7 +317,7 @@ at::Tensor CausalHybridDownsample3dImpl::forward(const at::Tensor& x_in, CausalC
       int64_t n = 0;
       pooled_in = StreamWindows(xr, cache->NextSlot(), 2, 2, 0, &n);
     }
-    x = x1 + at::avg_pool3d(pooled_in, {2, 1, 1}, {2, 1, 1});
+    x = AddInto(x1, at::avg_pool3d(pooled_in, {2, 1, 1}, {2, 1, 1}));
   }
   return conv3(x, cache);
 }
@@ -292,14 +342,47 @@ at::Tensor CausalHybridUpsample3dImpl::forward(const at::Tensor& x_in, CausalCac
     // single frame, which gives the same one frame).
     at::Tensor rep = x.unsqueeze(3).expand({B, C, T, 2, H, W}).reshape({B, C, 2 * T, H, W});
     if (first) rep = rep.narrow(2, 1, 2 * T - 1);
-    x = conv1(rep, cache) + rep;
+    x = AddInto(conv1(rep, cache), rep);
   }
-  if (spatial_up_) {
-    const int64_t B = x.size(0), C = x.size(1), T = x.size(2), H = x.size(3), W = x.size(4);
-    at::Tensor rep = x.view({B, C, T, H, 1, W, 1}).expand({B, C, T, H, 2, W, 2}).reshape({B, C, T, 2 * H, 2 * W});
-    x = conv2(rep, cache) + rep;
-  }
+  if (spatial_up_) x = c10::GradMode::is_enabled() ? SpatialUpReference(x) : SpatialUpSubPixel(x);
   return conv3(x, cache);
+}
+
+// nearest 2x -> conv2 (1,3,3), plus the upsampled input (reference order of operations).
+at::Tensor CausalHybridUpsample3dImpl::SpatialUpReference(const at::Tensor& x) {
+  const int64_t B = x.size(0), C = x.size(1), T = x.size(2), H = x.size(3), W = x.size(4);
+  at::Tensor rep = x.view({B, C, T, H, 1, W, 1}).expand({B, C, T, H, 2, W, 2}).reshape({B, C, T, 2 * H, 2 * W});
+  return conv2(rep) + rep;
+}
+
+// The same without materialising the 4x larger upsampled input: a 3x3 convolution of a nearest-2x image is, for
+// each output parity (py, px), a 2x2 convolution of the low-resolution image whose taps are sums of the 3x3
+// taps (py = 0: rows {i-1: w0, i: w1 + w2}; py = 1: rows {i: w0 + w1, i+1: w2}; columns alike). 16 instead of
+// 36 multiply-adds per low-resolution pixel and channel pair; the residual is added per parity.
+at::Tensor CausalHybridUpsample3dImpl::SpatialUpSubPixel(const at::Tensor& x) {
+  const int64_t B = x.size(0), C = x.size(1), T = x.size(2), H = x.size(3), W = x.size(4);
+  const at::Tensor& w = conv2->conv3d->weight;  // [Co, C, 1, 3, 3]
+  const int64_t Co = w.size(0);
+  // Tap groups along one axis for parity 0 and 1: (first tap row, last tap row) sums.
+  auto fold = [](const at::Tensor& k, int64_t dim, int64_t parity) {  // 3 taps -> 2 taps along `dim`
+    at::Tensor t0 = k.narrow(dim, 0, 1), t1 = k.narrow(dim, 1, 1), t2 = k.narrow(dim, 2, 1);
+    return parity == 0 ? at::cat({t0, t1 + t2}, dim) : at::cat({t0 + t1, t2}, dim);
+  };
+  const at::Tensor xp = at::constant_pad_nd(x, {1, 1, 1, 1}, 0.0);  // [B, C, T, H + 2, W + 2]
+  at::Tensor out = at::empty({B, Co, T, H, 2, W, 2}, x.options());
+  for (int64_t py = 0; py < 2; ++py) {
+    const at::Tensor wy = fold(w, 3, py);
+    for (int64_t px = 0; px < 2; ++px) {
+      const at::Tensor k = fold(wy, 4, px).contiguous();  // [Co, C, 1, 2, 2]
+      // Output (i, j) of a valid 2x2 convolution over xp reads padded rows i..i+1 = low rows i-1..i; parity 1
+      // needs rows i..i+1, i.e. the next output row.
+      at::Tensor y = at::conv3d(xp, k, conv2->conv3d->bias);  // [B, Co, T, H + 1, W + 1]
+      y = y.narrow(3, py, H).narrow(4, px, W);
+      at::Tensor dst = out.select(6, px).select(4, py);  // [B, Co, T, H, W] (strided)
+      at::add_out(dst, y, x);
+    }
+  }
+  return out.view({B, Co, T, 2 * H, 2 * W});
 }
 
 // ---------------------------------------------------------------------------------------------------------------

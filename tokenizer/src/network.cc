@@ -3,13 +3,17 @@
 
 #include <ATen/ATen.h>
 
+#include <optional>
+
 #include "wfm/tokenizer/layers2d.h"
 
 namespace wfm::tokenizer {
 
-TokenizerNetworkImpl::TokenizerNetworkImpl(TokenizerConfig config) : config_(std::move(config)) {
+TokenizerNetworkImpl::TokenizerNetworkImpl(TokenizerConfig config, bool initialize) : config_(std::move(config)) {
   const absl::Status valid = config_.Validate();
   TORCH_CHECK(valid.ok(), std::string(valid.message()));
+  std::optional<SkipWeightInit> skip;
+  if (!initialize) skip.emplace();
   const TokenizerConfig& c = config_;
   // DI is the one network without z_factor (discrete_image.py passes z_channels straight through).
   const int64_t enc_z = c.name == "DI" ? c.z_channels : c.z_factor * c.z_channels;
@@ -27,6 +31,8 @@ TokenizerNetworkImpl::TokenizerNetworkImpl(TokenizerConfig config) : config_(std
     quant_conv2d = register_module("quant_conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(enc_z, latent, 1)));
     post_quant_conv2d =
         register_module("post_quant_conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(post_in, c.z_channels, 1)));
+    MaybeSkipInit(*quant_conv2d);
+    MaybeSkipInit(*post_quant_conv2d);
   }
   if (c.is_discrete()) quantizer = register_module("quantizer", FSQuantizer(c.levels));
 }

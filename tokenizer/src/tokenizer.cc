@@ -225,13 +225,20 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Create(const TokenizerConf
     return absl::InvalidArgumentError(
         absl::StrCat("unknown backend \"", options.backend, "\" (expected native or torchscript)"));
   WFM_RETURN_IF_ERROR(CatchToStatus("building the tokenizer network", [&]() -> absl::Status {
-    t->net_ = TokenizerNetwork(config);
+    t->net_ = TokenizerNetwork(config, /*initialize=*/false);  // every weight comes from the checkpoint
     return absl::OkStatus();
   }));
   WFM_ASSIGN_OR_RETURN(LoadReport report, LoadTokenizerWeights(*t->net_, weights, options.part, options.use_ema));
   WFM_LOG(DEBUG) << report.Summary();
+  t->part_ = options.part;
   WFM_RETURN_IF_ERROR(CatchToStatus("moving the tokenizer to the device", [&]() -> absl::Status {
     t->net_->eval();
+    if (options.part != WeightsPart::kAll) {
+      // Only one half was loaded: release the other half's (randomly initialised) parameters.
+      torch::NoGradGuard ng;
+      for (auto& p : t->net_->named_parameters(true))
+        if (!InWeightsPart(p.key(), options.part)) p.value().set_data(at::empty({0}, p.value().options()));
+    }
     MoveNetwork(*t->net_, t->device_, t->dtype_);
     return absl::OkStatus();
   }));
@@ -360,7 +367,15 @@ absl::StatusOr<at::Tensor> Tokenizer::DecodeChunk(const at::Tensor& latent, cons
   });
 }
 
+absl::Status Tokenizer::CheckPart(WeightsPart needed) const {
+  if (part_ == WeightsPart::kAll || part_ == needed) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat("this tokenizer was loaded for ",
+                                                    part_ == WeightsPart::kEncoder ? "encoding" : "decoding",
+                                                    " only (TokenizerOptions::part)"));
+}
+
 absl::StatusOr<EncodeResult> Tokenizer::Encode(const at::Tensor& input, const ServeOptions& options) {
+  WFM_RETURN_IF_ERROR(CheckPart(WeightsPart::kEncoder));
   WFM_RETURN_IF_ERROR(CheckFloatInput(input, config_));
   c10::InferenceMode guard;
   if (!config_.is_video()) return EncodeImages(input, options);
@@ -386,6 +401,7 @@ absl::StatusOr<EncodeResult> Tokenizer::Encode(const at::Tensor& input, const Se
 absl::StatusOr<at::Tensor> Tokenizer::Decode(const at::Tensor& latent, const ClipGeometry& geometry,
                                              const ServeOptions& options) {
   if (!latent.defined()) return absl::InvalidArgumentError("latent tensor is undefined");
+  WFM_RETURN_IF_ERROR(CheckPart(WeightsPart::kDecoder));
   c10::InferenceMode guard;
   if (!config_.is_video()) return DecodeImages(latent, geometry, options);
   at::Tensor out;

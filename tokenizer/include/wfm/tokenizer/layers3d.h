@@ -157,6 +157,10 @@ class CausalHybridUpsample3dImpl : public torch::nn::Module {
   CausalConv3d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
   bool spatial_up() const { return spatial_up_; }
   bool temporal_up() const { return temporal_up_; }
+  // The spatial step: nearest 2x, x + conv2(x). Reference form (used with autograd) and the equivalent sub-pixel
+  // form (inference).
+  at::Tensor SpatialUpReference(const at::Tensor& x);
+  at::Tensor SpatialUpSubPixel(const at::Tensor& x);
 
  private:
   bool spatial_up_, temporal_up_;
@@ -215,5 +219,20 @@ class DecoderFactorizedImpl : public EncoderInterface {
 
 // SiLU used by all tokenizer blocks (x * sigmoid(x)).
 at::Tensor Nonlinearity(const at::Tensor& x);
+
+// While alive (on this thread), tokenizer layers built are left uninitialised: their convolution weights are
+// replaced right after construction by untouched (not yet resident) memory. Used when a checkpoint is loaded
+// next, so that a full-size network does not first occupy (and spend time filling) 0.4 GB of random weights.
+class SkipWeightInit {
+ public:
+  SkipWeightInit();
+  ~SkipWeightInit();
+  static bool active();
+
+ private:
+  bool previous_;
+};
+// Replaces `conv`'s weight/bias by uninitialised tensors when SkipWeightInit is active.
+void MaybeSkipInit(torch::nn::Module& conv);
 
 }  // namespace wfm::tokenizer

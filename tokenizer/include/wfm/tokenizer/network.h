@@ -30,7 +30,8 @@ namespace wfm::tokenizer {
 
 class TokenizerNetworkImpl : public torch::nn::Module {
  public:
-  explicit TokenizerNetworkImpl(TokenizerConfig config);
+  // initialize = false: the convolution weights are left uninitialised (a checkpoint is loaded next).
+  explicit TokenizerNetworkImpl(TokenizerConfig config, bool initialize = true);
 
   struct Encoded {
     // CV/CI: the latent [B, latent_channels, t, h, w] / [B, C, h, w] (VAE: a sample in train mode, the mean in

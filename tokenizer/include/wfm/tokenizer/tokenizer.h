@@ -61,6 +61,7 @@ struct ServeOptions {
 struct TokenizerOptions {
   std::string device = "cpu";  // "cpu", "cuda", "cuda:N", "auto"
   std::string dtype = "auto";  // "auto" (bfloat16 on CUDA, float32 on CPU), "float32", "bfloat16", "float16"
+  // The half to load (kEncoder: encode only, kDecoder: decode only; the other half's memory is released).
   WeightsPart part = WeightsPart::kAll;
   bool use_ema = false;
   // "native": the weights are loaded into the native network (any accepted format, TorchScript included).
@@ -148,7 +149,10 @@ class Tokenizer {
   absl::StatusOr<at::Tensor> DecodeImages(const at::Tensor& latent, const ClipGeometry& geometry,
                                           const ServeOptions& options);
 
+  absl::Status CheckPart(WeightsPart needed) const;
+
   TokenizerConfig config_;
+  WeightsPart part_ = WeightsPart::kAll;
   TokenizerNetwork net_{nullptr};
   FSQuantizer fsq_{nullptr};  // discrete: code <-> index conversions
   std::shared_ptr<internal::JitBackend> jit_;
