@@ -149,6 +149,17 @@ TEST(TokenizerCli, BadInputGivesClearErrors) {
   EXPECT_NE(log.find("sideways"), std::string::npos) << log;
   EXPECT_EQ(RunCommand(Cmd("reconstruct", "DV8x16x16", dir + "/missing.mp4", dir + "/r.mp4"), &log), 1);
   EXPECT_NE(log.find("missing.mp4"), std::string::npos) << log;
+  // A video too short for the requested start frame (each of the three frame loops: windowed encode, streaming
+  // encode/reconstruct, windowed reconstruct).
+  const std::string clip = testing::SharedPath("media/tree.avi");
+  if (std::filesystem::exists(clip)) {
+    for (const auto& [verb, mode] : std::vector<std::pair<std::string, std::string>>{
+             {"encode", "windowed"}, {"reconstruct", "streaming"}, {"reconstruct", "windowed"}}) {
+      const std::string out = dir + (verb == "encode" ? "/z.safetensors" : "/r.mp4");
+      EXPECT_EQ(RunCommand(Cmd(verb, "DV8x16x16", clip, out, "--start-frame 100000 --mode " + mode), &log), 1) << log;
+      EXPECT_NE(log.find("no frames decoded"), std::string::npos) << verb << " " << mode << ": " << log;
+    }
+  }
   // Out-of-range indices.
   ASSERT_TRUE(WriteSafetensors(dir + "/idx.safetensors", {{"indices", at::full({1, 2, 2, 2}, 70000, at::kLong)}}).ok());
   EXPECT_EQ(RunCommand(Cmd("decode", "DV8x16x16", dir + "/idx.safetensors", dir + "/r.safetensors"), &log), 1);
