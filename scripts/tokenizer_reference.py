@@ -10,6 +10,8 @@ cosmos_predict1/tokenizer/modules/{layers3d,patching,quantizers}.py, no dependen
       (encoder_jit()/decoder_jit() nn.Sequential names), from the fixture weights (DIR/NAME/ for several)
   tokenizer_reference.py bench  --preset CV8x8x8 --frames 17 --height 256 --width 256 [--threads 2]
       full-width random-weight encode/decode timing and peak RSS (the "Python reference" numbers)
+  tokenizer_reference.py weights --preset CV8x8x8 --out W.safetensors     random full-size weights
+  tokenizer_reference.py input --frames 17 --height 256 --width 256 --out X.safetensors   a test clip
 
 Run with /usr/bin/python3 (Debian python3-torch).
 """
@@ -504,6 +506,42 @@ def cmd_export(args):
         print("wrote", out)
 
 
+def write_safetensors(path, tensors):
+    header, blobs, offset = {}, [], 0
+    names = {torch.float32: "F32", torch.int64: "I64", torch.int32: "I32"}
+    for k, t in tensors.items():
+        t = t.detach().contiguous()
+        if t.dtype == torch.bfloat16:
+            t = t.float()
+        b = t.numpy().tobytes()
+        header[k] = {"dtype": names[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(b)]}
+        blobs.append(b)
+        offset += len(b)
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def cmd_weights(args):
+    torch.manual_seed(args.seed)
+    net = Network(full_config(args.preset, args.channels))
+    write_safetensors(args.out, net.state_dict())
+    print("wrote", args.out, sum(p.numel() for p in net.parameters()), "parameters")
+
+
+def cmd_input(args):
+    torch.manual_seed(args.seed)
+    # Smooth random content in [-1, 1] (low-resolution noise upsampled), like natural video statistics.
+    low = torch.rand(1, 3, args.frames, max(1, args.height // 16), max(1, args.width // 16)) * 2 - 1
+    x = F.interpolate(low, size=(args.frames, args.height, args.width), mode="trilinear", align_corners=False)
+    write_safetensors(args.out, {"input": x.clamp(-1, 1).contiguous()})
+    print("wrote", args.out, tuple(x.shape))
+
+
 def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -513,19 +551,23 @@ def cmd_bench(args):
     torch.manual_seed(0)
     net = Network(full_config(args.preset, args.channels)).eval()
     x = torch.rand(1, 3, args.frames, args.height, args.width) * 2 - 1
-    enc_ms, dec_ms = [], []
+    enc_ms, dec_ms, enc_cpu, dec_cpu = [], [], [], []
     with torch.no_grad():
         for _ in range(args.repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             enc = net.encode(x)
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             net.decode(enc[1] if net.discrete else enc[0])
-            t2 = time.perf_counter()
+            t2, c2 = time.perf_counter(), time.process_time()
             enc_ms.append((t1 - t0) * 1000 / args.frames)
             dec_ms.append((t2 - t1) * 1000 / args.frames)
+            enc_cpu.append((c1 - c0) * 1000 / args.frames)
+            dec_cpu.append((c2 - c1) * 1000 / args.frames)
     result = dict(preset=args.preset, channels=args.channels, frames=args.frames, height=args.height, width=args.width,
                   threads=args.threads, encode_ms_per_frame=float(np.median(enc_ms)),
-                  decode_ms_per_frame=float(np.median(dec_ms)), peak_rss_mb=peak_rss_mb(), torch=torch.__version__)
+                  decode_ms_per_frame=float(np.median(dec_ms)), encode_cpu_ms_per_frame=float(np.median(enc_cpu)),
+                  decode_cpu_ms_per_frame=float(np.median(dec_cpu)), peak_rss_mb=peak_rss_mb(),
+                  torch=torch.__version__, load_average=os.getloadavg()[0])
     print(json.dumps(result))
 
 
@@ -545,8 +587,19 @@ def main():
     b.add_argument("--width", type=int, default=256)
     b.add_argument("--threads", type=int, default=2)
     b.add_argument("--repeats", type=int, default=1)
+    wt = sub.add_parser("weights", help="random full-size weights as safetensors (reference names)")
+    wt.add_argument("--preset", default="CV8x8x8", choices=sorted(PRESETS))
+    wt.add_argument("--channels", type=int, default=128)
+    wt.add_argument("--seed", type=int, default=0)
+    wt.add_argument("--out", required=True)
+    ip = sub.add_parser("input", help="a smooth random clip [1, 3, T, H, W] in [-1, 1] as safetensors `input`")
+    ip.add_argument("--frames", type=int, default=17)
+    ip.add_argument("--height", type=int, default=256)
+    ip.add_argument("--width", type=int, default=256)
+    ip.add_argument("--seed", type=int, default=0)
+    ip.add_argument("--out", required=True)
     args = p.parse_args()
-    {"check": cmd_check, "export": cmd_export, "bench": cmd_bench}[args.cmd](args)
+    {"check": cmd_check, "export": cmd_export, "bench": cmd_bench, "weights": cmd_weights, "input": cmd_input}[args.cmd](args)
 
 
 if __name__ == "__main__":
