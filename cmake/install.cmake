@@ -1,20 +1,42 @@
-# `cmake --install build --prefix P` installs the tool, the libraries, the public headers and a relocatable
-# CMake package (find_package(wfm) -> wfm::wfm_core, wfm::wfm_tokenizer, ...).
+# `cmake --install build --prefix P` installs the `wfm` tool, the module libraries (+ the dlopen'ed SentencePiece
+# shim), every module's public headers and a relocatable CMake package:
+#   find_package(wfm 0.1 REQUIRED [COMPONENTS core tokenizer autoregressive diffusion curation])
+#   target_link_libraries(app PRIVATE wfm::wfm_autoregressive)   # pulls wfm_tokenizer, wfm_core, torch, absl
+# Relocatable: the export file locates everything relative to itself, and the installed binaries find each other
+# through $ORIGIN-relative RUNPATHs; only the third-party dependencies (LibTorch, Abseil, nlohmann_json) are found
+# again by the consumer (find_dependency). A LibTorch outside the system paths (e.g. an unpacked libtorch 2.x) is
+# kept in the RUNPATH of the installed binaries as an absolute path.
 include(CMakePackageConfigHelpers)
 get_property(WFM_INSTALL_TARGETS GLOBAL PROPERTY WFM_INSTALL_TARGETS)
+# Consumers compile the headers as C++17; the linker path of non-system dependencies stays in the RUNPATH.
+set_property(TARGET ${WFM_INSTALL_TARGETS} APPEND PROPERTY INTERFACE_COMPILE_FEATURES cxx_std_17)
+set_property(TARGET ${WFM_INSTALL_TARGETS} wfm PROPERTY INSTALL_RPATH_USE_LINK_PATH ON)
 install(TARGETS ${WFM_INSTALL_TARGETS} EXPORT wfmTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
-  RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
-  INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+# The components the package offers: the library folders that exist in this tree (text encoders live in core).
+set(WFM_COMPONENTS)
 foreach(dir core tokenizer autoregressive diffusion curation)
-  if(EXISTS ${CMAKE_SOURCE_DIR}/${dir}/include/wfm)
-    install(DIRECTORY ${CMAKE_SOURCE_DIR}/${dir}/include/wfm DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  if(TARGET wfm_${dir})
+    list(APPEND WFM_COMPONENTS ${dir})
+    install(DIRECTORY ${CMAKE_SOURCE_DIR}/${dir}/include/wfm DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
+            FILES_MATCHING PATTERN "*.h")
   endif()
 endforeach()
 install(EXPORT wfmTargets NAMESPACE wfm:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/wfm)
 configure_package_config_file(${CMAKE_SOURCE_DIR}/cmake/wfmConfig.cmake.in
-  ${CMAKE_BINARY_DIR}/wfmConfig.cmake INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/wfm)
+  ${CMAKE_BINARY_DIR}/wfmConfig.cmake INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/wfm
+  PATH_VARS CMAKE_INSTALL_BINDIR CMAKE_INSTALL_INCLUDEDIR)
 write_basic_package_version_file(${CMAKE_BINARY_DIR}/wfmConfigVersion.cmake COMPATIBILITY SameMinorVersion)
 install(FILES ${CMAKE_BINARY_DIR}/wfmConfig.cmake ${CMAKE_BINARY_DIR}/wfmConfigVersion.cmake
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/wfm)
+
+# The install test (tests/install) installs the whole build: it depends on everything installed.
+if(TARGET wfm_install_tests)
+  foreach(t wfm wfm_sentencepiece _wfm ${WFM_INSTALL_TARGETS})
+    if(TARGET ${t})
+      add_dependencies(wfm_install_tests ${t})
+    endif()
+  endforeach()
+endif()
