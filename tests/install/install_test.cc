@@ -144,6 +144,17 @@ TEST(InstallTest, RelocatedPackageBuildsAndRunsTheMultiverseExample) {
     EXPECT_EQ(dyn.find(testing::BinaryDir()), std::string::npos) << b << " points into the build tree:\n" << dyn;
   }
   const std::string wfm_tool = Q((prefix / "bin" / "wfm").string());
+  // The Python package (when the bindings are built) imports from the moved prefix.
+  const std::string python = WFM_TEST_PYTHON;
+  for (const auto& d : fs::directory_iterator(prefix / libdir)) {
+    const fs::path site = d.path() / "site-packages";
+    if (python.empty() || d.path().filename().string().rfind("python", 0) != 0 || !fs::exists(site / "wfm")) continue;
+    std::string where;
+    EXPECT_TRUE(Runs("PYTHONPATH=" + Q(site.string()) + " " + Q(python) +
+                         " -c 'import wfm, wfm.core; print(wfm.__file__)'",
+                     &where));
+    EXPECT_NE(where.find(site.string()), std::string::npos) << "imported wfm from elsewhere: " << where;
+  }
 
   // ---- inputs: tiny random models, a built-in text encoder and a clip of the embedded world (installed tool) ----
   const std::string models = tmp + "/models", input = tmp + "/input";
