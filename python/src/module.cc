@@ -31,6 +31,35 @@ c10::ScalarType DtypeFromObject(pybind11::handle obj) {
   return reinterpret_cast<THPDtype*>(obj.ptr())->scalar_type;
 }
 
+pybind11::object JsonToPy(const std::string& text) { return pybind11::module_::import("json").attr("loads")(text); }
+
+std::string PyToJson(pybind11::handle obj) {
+  return pybind11::module_::import("json").attr("dumps")(obj).cast<std::string>();
+}
+
+bool ConfigArg(pybind11::handle obj, std::string* json, std::string* name_or_path) {
+  if (pybind11::isinstance<pybind11::dict>(obj)) {
+    *json = PyToJson(obj);
+    return true;
+  }
+  PyObject* fs = PyOS_FSPath(obj.ptr());
+  if (!fs) {
+    PyErr_Clear();
+    throw pybind11::type_error("config must be a preset name, a json file path or a dict");
+  }
+  Py_DECREF(fs);
+  *name_or_path = pybind11::cast<Path>(obj).value;
+  return false;
+}
+
+c10::ScalarType ParseComputeDtype(const std::string& text, bool cuda) {
+  if (text == "auto" || text.empty()) return cuda ? c10::kBFloat16 : c10::kFloat;
+  if (text == "float32" || text == "fp32" || text == "float") return c10::kFloat;
+  if (text == "bfloat16" || text == "bf16") return c10::kBFloat16;
+  if (text == "float16" || text == "fp16" || text == "half") return c10::kHalf;
+  throw pybind11::value_error("unknown dtype '" + text + "' (expected auto, float32, bfloat16 or float16)");
+}
+
 PyCallback::PyCallback(pybind11::object fn) {
   if (fn.is_none()) return;
   if (!PyCallable_Check(fn.ptr())) throw pybind11::type_error("callback must be callable");

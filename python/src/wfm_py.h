@@ -88,6 +88,42 @@ struct Path {
 pybind11::object DtypeObject(c10::ScalarType type);
 c10::ScalarType DtypeFromObject(pybind11::handle obj);
 
+// JSON text <-> Python objects (dict/list/...), through Python's json module.
+pybind11::object JsonToPy(const std::string& text);
+std::string PyToJson(pybind11::handle obj);
+
+// A config argument: a Python dict (-> JSON text in *json) or a str / os.PathLike (-> *name_or_path: a preset
+// name or a json file). Returns true for the dict form.
+bool ConfigArg(pybind11::handle obj, std::string* json, std::string* name_or_path);
+
+// A torch::nn::Module's state dict (parameters, then buffers; recursive names) as a dict of the module's own
+// tensors: no copies, so in-place changes reach the module and parameters keep requires_grad.
+template <typename ModuleT>
+pybind11::dict StateDictOf(ModuleT& module) {
+  pybind11::dict d;
+  for (const auto& p : module.named_parameters(true)) d[pybind11::str(p.key())] = p.value();
+  for (const auto& b : module.named_buffers(true)) d[pybind11::str(b.key())] = b.value();
+  return d;
+}
+// Its parameters as a list (for torch.optim).
+template <typename ModuleT>
+pybind11::list ParametersOf(ModuleT& module) {
+  pybind11::list l;
+  for (const auto& p : module.parameters(true)) l.append(p);
+  return l;
+}
+
+// "auto" (bfloat16 on CUDA, float32 elsewhere), "float32", "bfloat16", "float16" -> dtype (ValueError otherwise).
+c10::ScalarType ParseComputeDtype(const std::string& text, bool cuda);
+// Moves a module to device and its floating parameters/buffers to dtype (integer buffers keep their dtype).
+template <typename ModuleT>
+void MoveFloating(ModuleT& module, const c10::Device& device, c10::ScalarType dtype) {
+  module.to(device);
+  for (auto& p : module.parameters(true)) p.set_data(p.data().to(dtype));
+  for (auto& b : module.buffers(true))
+    if (c10::isFloatingType(b.scalar_type())) b.set_data(b.data().to(dtype));
+}
+
 // ---- callbacks ----
 // Holds a Python callable for use from C++ code that runs without the GIL (possibly on other threads). Call()
 // takes the GIL; if the callable raises, the exception is kept, Call() returns false and later calls are

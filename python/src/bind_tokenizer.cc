@@ -1,0 +1,331 @@
+// wfm.tokenizer: the Cosmos-compatible video/image tokenizer (wfm/tokenizer/tokenizer.h) — load from a config
+// (preset, json file or dict) + weights, encode / decode / reconstruct in streaming or windowed mode with spatial
+// tiling, incremental encode/decode streams, FSQ indices <-> codes, and the native network as a trainable module
+// (state_dict shares memory, forward() runs with autograd). Long calls release the GIL.
+#include <ATen/Context.h>
+#include <c10/core/GradMode.h>
+
+#include "absl/strings/str_cat.h"
+#include "wfm/core/runtime.h"
+#include "wfm/tokenizer/tokenizer.h"
+#include "wfm/tokenizer/weights.h"
+#include "wfm_py.h"
+
+namespace wfm::py {
+namespace {
+namespace py = pybind11;
+using namespace wfm::tokenizer;  // NOLINT
+using GilRelease = py::call_guard<py::gil_scoped_release>;
+
+TokenizerConfig ConfigFrom(py::handle obj) {
+  std::string json, name;
+  if (ConfigArg(obj, &json, &name)) return Unwrap(TokenizerConfig::FromJsonString(json));
+  return Unwrap(TokenizerConfig::FromPresetOrFile(name));
+}
+
+ServeOptions MakeServe(const std::string& mode, int64_t chunk_frames, int64_t attention_window,
+                       int64_t temporal_window, int64_t tile, int64_t tile_overlap) {
+  ServeOptions o;
+  o.mode = Unwrap(ParseServeMode(mode));
+  if (chunk_frames < 0) throw py::value_error("chunk_frames must be >= 0");
+  if (temporal_window < 1) throw py::value_error("temporal_window must be >= 1");
+  if (tile < 0) throw py::value_error("tile must be >= 0");
+  o.chunk_frames = chunk_frames;
+  o.attention_window = attention_window;
+  o.temporal_window = temporal_window;
+  o.tile = tile;
+  o.tile_overlap = tile_overlap;
+  return o;
+}
+
+#define WFM_SERVE_PARAMS                                                                                \
+  const std::string &mode, int64_t chunk_frames, int64_t attention_window, int64_t temporal_window, \
+      int64_t tile, int64_t tile_overlap
+#define WFM_SERVE_VALUES mode, chunk_frames, attention_window, temporal_window, tile, tile_overlap
+#define WFM_SERVE_ARGS                                                                                     \
+  py::kw_only(), py::arg("mode") = "streaming", py::arg("chunk_frames") = 16, py::arg("attention_window") = 0, \
+      py::arg("temporal_window") = 17, py::arg("tile") = 0, py::arg("tile_overlap") = -1
+
+constexpr const char* kServeDoc =
+    "Modes: mode='streaming' (causal chunks of chunk_frames, exact = the whole clip at once; attention_window\n"
+    "latent frames of temporal attention kept, 0 = all) or 'windowed' (the reference: independent windows of\n"
+    "temporal_window frames). tile > 0: overlapping spatial tiles of that many pixels (tile_overlap, -1 = tile/4).";
+
+WeightsPart ParsePart(const std::string& part) {
+  if (part == "all") return WeightsPart::kAll;
+  if (part == "encoder") return WeightsPart::kEncoder;
+  if (part == "decoder") return WeightsPart::kDecoder;
+  throw py::value_error(absl::StrCat("part must be 'all', 'encoder' or 'decoder', not '", part, "'"));
+}
+
+TokenizerNetwork NativeNet(const Tokenizer& t) {
+  TokenizerNetwork net = t.network();
+  if (!net) throw py::value_error("this tokenizer runs TorchScript files (backend='torchscript'): no native network");
+  return net;
+}
+
+// A network built from `config`, moved to device/dtype, wrapped for serving (eval mode).
+std::unique_ptr<Tokenizer> Serve(TokenizerNetwork net, const std::string& device, const std::string& dtype) {
+  TokenizerOptions o;
+  o.device = device;
+  o.dtype = dtype;
+  c10::Device dev = Unwrap(ParseDevice(device));
+  MoveFloating(*net, dev, ParseComputeDtype(dtype, dev.is_cuda()));
+  net->eval();
+  return Unwrap(Tokenizer::FromNetwork(net, o));
+}
+
+void Bind(py::module_& m) {
+  py::class_<ClipGeometry>(m, "ClipGeometry",
+                           "Where a latent came from (input frames and size, mode): lets decode() crop back exactly.")
+      .def(py::init([](int64_t frames, int64_t height, int64_t width, const std::string& mode, int64_t temporal_window,
+                       bool image_frames) {
+             ClipGeometry g;
+             g.frames = frames;
+             g.height = height;
+             g.width = width;
+             g.mode = Unwrap(ParseServeMode(mode));
+             g.temporal_window = temporal_window;
+             g.image_frames = image_frames;
+             return g;
+           }),
+           py::kw_only(), py::arg("frames") = -1, py::arg("height") = -1, py::arg("width") = -1,
+           py::arg("mode") = "streaming", py::arg("temporal_window") = 17, py::arg("image_frames") = false)
+      .def_readwrite("frames", &ClipGeometry::frames, "input frames (0: a single image; -1: unknown)")
+      .def_readwrite("height", &ClipGeometry::height)
+      .def_readwrite("width", &ClipGeometry::width)
+      .def_property(
+          "mode", [](const ClipGeometry& g) { return std::string(ServeModeName(g.mode)); },
+          [](ClipGeometry& g, const std::string& mode) { g.mode = Unwrap(ParseServeMode(mode)); })
+      .def_readwrite("temporal_window", &ClipGeometry::temporal_window)
+      .def_readwrite("image_frames", &ClipGeometry::image_frames)
+      .def_property_readonly("known", &ClipGeometry::known)
+      .def("to_metadata", &ClipGeometry::ToMetadata,
+           "As safetensors metadata {'wfm.tokenizer.frames': ..., ...} (what `wfm tokenizer encode` writes).")
+      .def_static(
+          "from_metadata",
+          [](const std::map<std::string, std::string>& md) { return Unwrap(ClipGeometry::FromMetadata(md)); },
+          py::arg("metadata"))
+      .def("__repr__", [](const ClipGeometry& g) {
+        return absl::StrCat("ClipGeometry(frames=", g.frames, ", height=", g.height, ", width=", g.width, ", mode='",
+                            ServeModeName(g.mode), "')");
+      });
+
+  py::class_<EncodeResult>(m, "EncodeResult", "latent (float32; FSQ codes for discrete tokenizers), indices "
+                                              "(int64, discrete only, else None) and geometry.")
+      .def_readonly("latent", &EncodeResult::latent)
+      .def_readonly("indices", &EncodeResult::indices)
+      .def_readonly("geometry", &EncodeResult::geometry)
+      .def("__repr__", [](const EncodeResult& r) {
+        std::string s = "EncodeResult(latent=[";
+        if (r.latent.defined()) {
+          for (int64_t i = 0; i < r.latent.dim(); ++i) absl::StrAppend(&s, i ? ", " : "", r.latent.size(i));
+        }
+        absl::StrAppend(&s, "]", r.indices.defined() ? ", indices" : "", ")");
+        return s;
+      });
+
+  py::class_<EncodeStream>(m, "EncodeStream",
+                           "Incremental streaming encoder: push() frames [B, C, t, H, W] in any amounts, get the\n"
+                           "latents completed so far; finish() pads the tail and returns the rest.")
+      .def("push", [](EncodeStream& s, const at::Tensor& frames) { return Unwrap(s.Push(frames)); }, py::arg("frames"),
+           GilRelease())
+      .def("finish", [](EncodeStream& s) { return Unwrap(s.Finish()); }, GilRelease())
+      .def_property_readonly("frames_in", &EncodeStream::frames_in)
+      .def_property_readonly("state_bytes", &EncodeStream::state_bytes, "bytes of causal state held");
+
+  py::class_<DecodeStream>(m, "DecodeStream",
+                           "Incremental streaming decoder: push() latent (or index) frames, get pixel frames.")
+      .def("push", [](DecodeStream& s, const at::Tensor& z) { return Unwrap(s.Push(z)); }, py::arg("latent"),
+           GilRelease())
+      .def("set_max_frames", &DecodeStream::set_max_frames, py::arg("frames"))
+      .def_property_readonly("frames_out", &DecodeStream::frames_out)
+      .def_property_readonly("state_bytes", &DecodeStream::state_bytes);
+
+  py::class_<Tokenizer>(m, "Tokenizer",
+                        "A Cosmos-Tokenize1 tokenizer (CV/DV video, CI/DI image). Video input float [B, 3, T, H, W]\n"
+                        "in [-1, 1]; any T >= 1 and any H, W (padded and cropped back).")
+      .def_static(
+          "from_files",
+          [](py::object config, const Path& weights, const std::string& device, const std::string& dtype,
+             const std::string& part, bool ema, const std::string& backend) {
+            TokenizerConfig c = ConfigFrom(config);
+            TokenizerOptions o;
+            o.device = device;
+            o.dtype = dtype;
+            o.part = ParsePart(part);
+            o.use_ema = ema;
+            o.backend = backend;
+            py::gil_scoped_release release;
+            return Unwrap(Tokenizer::Create(c, weights.value, o));
+          },
+          py::arg("config"), py::arg("weights"), py::kw_only(), py::arg("device") = "cpu", py::arg("dtype") = "auto",
+          py::arg("part") = "all", py::arg("ema") = false, py::arg("backend") = "native",
+          "Loads a tokenizer. config: a preset name ('CV8x8x8', 'Cosmos-Tokenize1-DV8x16x16-720p', ...), a\n"
+          "config.json path or a dict of reference keys. weights: safetensors, model.pt, .jit files, a directory or\n"
+          "'encoder.jit,decoder.jit' (loaded strictly: every problem is listed in one ValueError). part: 'all',\n"
+          "'encoder' or 'decoder' (only that half must be present). ema: the EMA weights of a model.pt.\n"
+          "backend='torchscript' runs .jit files as they are. dtype 'auto': bfloat16 on CUDA, float32 on CPU.")
+      .def_static(
+          "from_state_dict",
+          [](py::object config, const TensorMap& state_dict, const std::string& device, const std::string& dtype) {
+            TokenizerConfig c = ConfigFrom(config);
+            Check(c.Validate());
+            py::gil_scoped_release release;
+            TokenizerNetwork net(c);
+            Unwrap(LoadTokenizerStateDict(*net, state_dict, WeightsPart::kAll, "state_dict"));
+            return Serve(net, device, dtype);
+          },
+          py::arg("config"), py::arg("state_dict"), py::kw_only(), py::arg("device") = "cpu",
+          py::arg("dtype") = "auto", "A tokenizer from tensors in memory (reference names), loaded strictly.")
+      .def_static(
+          "random",
+          [](py::object config, uint64_t seed, const std::string& device, const std::string& dtype) {
+            TokenizerConfig c = ConfigFrom(config);
+            Check(c.Validate());
+            py::gil_scoped_release release;
+            at::manual_seed(seed);
+            TokenizerNetwork net(c);
+            return Serve(net, device, dtype);
+          },
+          py::arg("config"), py::kw_only(), py::arg("seed") = 0, py::arg("device") = "cpu", py::arg("dtype") = "auto",
+          "A randomly initialised tokenizer (torch's default init after torch.manual_seed(seed)): for training\n"
+          "from scratch and smoke tests.")
+      .def_property_readonly("config", [](const Tokenizer& t) { return JsonToPy(t.config().ToJsonString()); },
+                             "the config under the reference keys (a dict)")
+      .def_property_readonly("name", [](const Tokenizer& t) { return t.config().name; }, "CV, DV, CI or DI")
+      .def_property_readonly("is_video", [](const Tokenizer& t) { return t.config().is_video(); })
+      .def_property_readonly("is_discrete", [](const Tokenizer& t) { return t.config().is_discrete(); })
+      .def_property_readonly("temporal_compression", [](const Tokenizer& t) { return t.config().time_factor(); })
+      .def_property_readonly("spatial_compression", [](const Tokenizer& t) { return t.config().spatial_compression; })
+      .def_property_readonly("latent_channels", [](const Tokenizer& t) { return t.config().latent_dim(); })
+      .def_property_readonly("codebook_size",
+                             [](const Tokenizer& t) { return t.config().is_discrete() ? t.config().codebook_size() : 0; })
+      .def_property_readonly("device", &Tokenizer::device)
+      .def_property_readonly("dtype", [](const Tokenizer& t) { return DtypeObject(t.dtype()); })
+      .def_property_readonly("is_torchscript", &Tokenizer::is_torchscript)
+      .def("describe", &Tokenizer::Describe)
+      .def(
+          "encode",
+          [](Tokenizer& t, const at::Tensor& x, WFM_SERVE_PARAMS) {
+            ServeOptions o = MakeServe(WFM_SERVE_VALUES);
+            py::gil_scoped_release release;
+            return Unwrap(t.Encode(x, o));
+          },
+          py::arg("x"), WFM_SERVE_ARGS,
+          absl::StrCat("x: float [B, C, T, H, W] (or [B, C, H, W]) in [-1, 1] -> EncodeResult.\n", kServeDoc).c_str())
+      .def(
+          "decode",
+          [](Tokenizer& t, const at::Tensor& z, std::optional<ClipGeometry> geometry, WFM_SERVE_PARAMS) {
+            ServeOptions o = MakeServe(WFM_SERVE_VALUES);
+            ClipGeometry g = geometry.value_or(ClipGeometry{});
+            if (!geometry) g.mode = o.mode, g.temporal_window = o.temporal_window;
+            py::gil_scoped_release release;
+            return Unwrap(t.Decode(z, g, o));
+          },
+          py::arg("latent"), py::arg("geometry") = py::none(), WFM_SERVE_ARGS,
+          "latent (float: continuous latent or FSQ codes) or indices (int64) -> float32 reconstruction, cropped to\n"
+          "`geometry` (from encode()) when given; without it the padded size is returned and the mode comes from\n"
+          "the keyword arguments.")
+      .def(
+          "reconstruct",
+          [](Tokenizer& t, const at::Tensor& x, WFM_SERVE_PARAMS) {
+            ServeOptions o = MakeServe(WFM_SERVE_VALUES);
+            py::gil_scoped_release release;
+            return Unwrap(t.Reconstruct(x, o));
+          },
+          py::arg("x"), WFM_SERVE_ARGS, "encode + decode: same shape as x.")
+      .def(
+          "indices_to_codes", [](const Tokenizer& t, const at::Tensor& i) { return Unwrap(t.IndicesToCodes(i)); },
+          py::arg("indices"), GilRelease(), "Discrete tokenizers: int64 indices [B, ...] -> float32 codes [B, D, ...].")
+      .def(
+          "codes_to_indices",
+          [](const Tokenizer& t, const at::Tensor& codes) {
+            if (!t.config().is_discrete()) throw py::value_error("codes_to_indices: this tokenizer is continuous");
+            TokenizerNetwork net = NativeNet(t);
+            if (codes.dim() < 2 || codes.size(1) != net->quantizer->dim())
+              throw py::value_error(absl::StrCat("codes_to_indices: expected codes [B, ", net->quantizer->dim(),
+                                                 ", ...], got ", codes.dim(), " dims"));
+            py::gil_scoped_release release;
+            return net->quantizer->CodesToIndices(codes.to(at::kFloat));
+          },
+          py::arg("codes"), "Discrete tokenizers: float codes [B, D, ...] -> int64 indices [B, ...].")
+      .def(
+          "start_encode",
+          [](Tokenizer& t, WFM_SERVE_PARAMS) {
+            ServeOptions o = MakeServe(WFM_SERVE_VALUES);
+            return Unwrap(t.StartEncode(o));
+          },
+          WFM_SERVE_ARGS, py::keep_alive<0, 1>(), "An EncodeStream (video tokenizers, streaming mode).")
+      .def(
+          "start_decode",
+          [](Tokenizer& t, std::optional<ClipGeometry> geometry, WFM_SERVE_PARAMS) {
+            ServeOptions o = MakeServe(WFM_SERVE_VALUES);
+            return Unwrap(t.StartDecode(geometry.value_or(ClipGeometry{}), o));
+          },
+          py::arg("geometry") = py::none(), WFM_SERVE_ARGS, py::keep_alive<0, 1>(),
+          "A DecodeStream (video tokenizers, streaming mode); geometry crops the output.")
+      // ---- the native network as a torch module ----
+      .def("state_dict", [](const Tokenizer& t) { return StateDictOf(*NativeNet(t)); },
+           "The network's tensors under the reference names. They ARE the network's tensors (no copy): in-place\n"
+           "changes (e.g. an optimizer step) change the tokenizer.")
+      .def("parameters", [](const Tokenizer& t) { return ParametersOf(*NativeNet(t)); },
+           "The trainable parameters (for torch.optim).")
+      .def(
+          "load_state_dict",
+          [](Tokenizer& t, const TensorMap& sd) {
+            TokenizerNetwork net = NativeNet(t);
+            py::gil_scoped_release release;
+            return Unwrap(LoadTokenizerStateDict(*net, sd, WeightsPart::kAll, "state_dict")).Summary();
+          },
+          py::arg("state_dict"), "Copies tensors in (strict: every problem listed in one ValueError).")
+      .def(
+          "train",
+          [](Tokenizer& t, bool mode) {
+            NativeNet(t)->train(mode);
+            return &t;
+          },
+          py::arg("mode") = true, py::return_value_policy::reference)
+      .def(
+          "eval",
+          [](Tokenizer& t) {
+            NativeNet(t)->eval();
+            return &t;
+          },
+          py::return_value_policy::reference)
+      .def_property_readonly("training", [](const Tokenizer& t) { return NativeNet(t)->is_training(); })
+      .def(
+          "forward",
+          [](Tokenizer& t, const at::Tensor& x) {
+            TokenizerNetwork net = NativeNet(t);
+            py::gil_scoped_release release;
+            TokenizerNetworkImpl::Output out = net->forward(x);
+            return std::make_tuple(out.reconstruction, out.encoded.latent, out.encoded.indices);
+          },
+          py::arg("x"),
+          "The network as a differentiable function: x [B, C, 1 + k*Tc, H, W] (H, W multiples of the spatial\n"
+          "compression) -> (reconstruction, latent, indices or None). Autograd flows to the parameters (FSQ:\n"
+          "straight-through; VAE: sampled in train mode). No padding, tiling or chunking (use encode/decode).")
+      .def(
+          "save",
+          [](Tokenizer& t, const Path& path) {
+            TokenizerNetwork net = NativeNet(t);
+            py::gil_scoped_release release;
+            Check(SaveTokenizerWeights(*net, path.value));
+          },
+          py::arg("path"), "Writes the weights as safetensors (reference names, config in the metadata), atomically.")
+      .def("__repr__", [](const Tokenizer& t) { return absl::StrCat("Tokenizer(", t.Describe(), ")"); });
+
+  m.def("preset_names", &TokenizerConfig::PresetNames, "The canonical tokenizer preset names.");
+  m.def(
+      "config", [](py::object config) { return JsonToPy(ConfigFrom(config).ToJsonString()); }, py::arg("config"),
+      "Resolves a preset name, config.json path or dict into the full config dict (reference keys).");
+}
+
+#undef WFM_SERVE_PARAMS
+#undef WFM_SERVE_VALUES
+#undef WFM_SERVE_ARGS
+
+}  // namespace
+WFM_PY_BINDINGS(tokenizer, 100, "Cosmos-compatible video and image tokenizer (wfm/tokenizer).", Bind);
+}  // namespace wfm::py
