@@ -1,7 +1,8 @@
 // `wfm ar ...`: the autoregressive world model from the command line.
 //   logits    run the network on stored tokens (full forward or prefill + KV-cache steps) — parity checks
 //   generate  Video2World / Text2World: prompt video (+ text) -> B futures as MP4
-//   train     teacher-forced training on tokenized clips (see train_ar.cc in the library)
+//   tokenize  videos -> token-clip folders for training
+//   (`wfm ar train` is tools/cmd_ar_train.cc)
 #include <cctype>
 #include <cstdio>
 #include <filesystem>
@@ -46,13 +47,8 @@ absl::StatusOr<c10::ScalarType> ParseDtype(const std::string& name) {
 
 // --config: a reference params json (or a fixture json holding `params`), or a preset name.
 absl::StatusOr<ArConfig> LoadConfig(const std::string& config) {
-  if (!fs::exists(config)) {
-    auto preset = ArConfig::Preset(config);
-    if (preset.ok()) return preset;
-    return absl::NotFoundError(absl::StrCat("--config '", config, "' is neither a file nor a preset (",
-                                            absl::StrJoin(ArConfig::PresetNames(), ", "), ")"));
-  }
-  return ArConfig::FromJsonFile(config);
+  WFM_ASSIGN_OR_RETURN(ArConfig c, ArConfig::FromPresetOrFile(config), "--config");
+  return c;
 }
 
 // Builds the network on `device` in `dtype` with weights from `weights` (or random ones).
@@ -214,8 +210,12 @@ absl::StatusOr<TextContext> LoadTextContext(const ArConfig& config, const Genera
     return ctx;
   }
   if (!a.text_encoder.empty()) {
+    // T5 directories (the published models): Cosmos padding, every position attended; the built-in encoder
+    // (models trained by `wfm ar train`): its mask, as in training.
+    const bool cosmos_padding = UsesCosmosTextPadding(a.text_encoder);
     text::LoadTextEncoderOptions to;
     to.device = a.device;
+    to.pad_to_max_length = cosmos_padding;
     WFM_ASSIGN_OR_RETURN(std::unique_ptr<text::TextEncoder> enc, text::LoadTextEncoder(a.text_encoder, to),
                          "--text-encoder");
     if (enc->dim() != config.context_dim)
@@ -223,9 +223,8 @@ absl::StatusOr<TextContext> LoadTextContext(const ArConfig& config, const Genera
                                                      "-dim embeddings, the model's context_dim is ",
                                                      config.context_dim));
     WFM_ASSIGN_OR_RETURN(text::TextEmbeddings e, enc->Encode({a.prompt}), "encoding the prompt");
-    // The reference Video2World pipeline attends over all padded positions (context_mask = ones; padded rows of
-    // the T5 output are zero), so the mask is all true here as well.
-    return TextContext{e.embeddings.to(at::kCPU, at::kFloat), at::ones({1, e.embeddings.size(1)}, at::kBool)};
+    TextContext ctx = EncodedTextContext(e, cosmos_padding);
+    return TextContext{ctx.embeddings.to(at::kCPU, at::kFloat), ctx.mask.to(at::kCPU)};
   }
   if (a.random_init) {
     // Smoke tests without a text encoder: a fixed pseudo-embedding derived from the prompt.

@@ -1,6 +1,7 @@
 // ArConfig: reference parameter dict IO, presets and validation (see wfm/autoregressive/config.h).
 #include "wfm/autoregressive/config.h"
 
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -282,6 +283,15 @@ json ArConfig::ToJson() const {
   j["video_latent_shape"] = video_latent_shape;
   j["training_type"] = training_type;
   return j;
+}
+
+absl::StatusOr<ArConfig> ArConfig::FromPresetOrFile(const std::string& name_or_path) {
+  std::error_code ec;
+  if (std::filesystem::exists(name_or_path, ec)) return FromJsonFile(name_or_path);
+  auto preset = Preset(name_or_path);
+  if (preset.ok()) return preset;
+  return absl::NotFoundError(absl::StrCat("AR config '", name_or_path, "' is neither a file nor a preset (",
+                                          absl::StrJoin(PresetNames(), ", "), ")"));
 }
 
 std::vector<std::string> ArConfig::PresetNames() {

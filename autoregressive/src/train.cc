@@ -80,16 +80,23 @@ absl::StatusOr<ArLossOutput> TeacherForcedLoss(ArTransformerImpl& net, const at:
 }
 
 at::Tensor MovingBarTokens(int64_t batch, int64_t frames, int64_t height, int64_t width, int64_t vocab,
-                           at::Generator& gen) {
+                           at::Generator& gen, std::vector<int>* directions) {
   at::Tensor out = at::empty({batch, frames, height, width}, at::kLong);
   const at::Tensor draw = at::empty({batch, 3}, at::kLong).random_(0, vocab, gen);  // background, bar, column
+  at::Tensor dir;
+  if (directions != nullptr) {
+    dir = at::empty({batch}, at::kLong).random_(0, 2, gen);
+    directions->assign(static_cast<size_t>(batch), 1);
+  }
   for (int64_t b = 0; b < batch; ++b) {
     const int64_t bg = draw[b][0].item<int64_t>();
     int64_t bar = draw[b][1].item<int64_t>();
     if (bar == bg) bar = (bar + 1) % vocab;
     const int64_t x0 = draw[b][2].item<int64_t>() % width;
+    const int64_t step = dir.defined() && dir[b].item<int64_t>() == 0 ? width - 1 : 1;  // -1 mod width: left
+    if (directions != nullptr) (*directions)[static_cast<size_t>(b)] = step == 1 ? 1 : -1;
     out[b].fill_(bg);
-    for (int64_t t = 0; t < frames; ++t) out[b][t].select(1, (x0 + t) % width).fill_(bar);
+    for (int64_t t = 0; t < frames; ++t) out[b][t].select(1, (x0 + t * step) % width).fill_(bar);
   }
   return out;
 }

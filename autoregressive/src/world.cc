@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 
 #include <ATen/ATen.h>
 
@@ -10,6 +11,7 @@
 #include "wfm/core/logging.h"
 #include "wfm/core/runtime.h"
 #include "wfm/core/status.h"
+#include "wfm/core/text/text_encoder.h"
 #include "wfm/core/video_io.h"
 #include "wfm/tokenizer/config.h"
 #include "wfm/tokenizer/network.h"
@@ -110,6 +112,16 @@ absl::StatusOr<std::unique_ptr<VideoTokenCodec>> LoadTokenizerCodec(const std::s
     WFM_ASSIGN_OR_RETURN(tok, tokenizer::Tokenizer::FromNetwork(net, opts));
   }
   return std::unique_ptr<VideoTokenCodec>(new TokenizerCodec(std::move(tok)));
+}
+
+TextContext EncodedTextContext(const text::TextEmbeddings& e, bool cosmos_padding) {
+  if (cosmos_padding) return TextContext{e.embeddings, at::ones_like(e.mask)};
+  return TextContext{e.embeddings, e.mask};
+}
+
+bool UsesCosmosTextPadding(const std::string& text_encoder) {
+  std::error_code ec;
+  return std::filesystem::is_directory(text_encoder, ec);
 }
 
 at::Tensor ResizeCoverCrop(const at::Tensor& frames, int64_t h, int64_t w) {

@@ -84,6 +84,8 @@ struct ArConfig {
   // ignored with a warning (the reference dict carries training-only keys); wrong types are errors.
   static absl::StatusOr<ArConfig> FromJson(const nlohmann::json& j);
   static absl::StatusOr<ArConfig> FromJsonFile(const std::string& path);
+  // A json file if `name_or_path` exists, else a preset name (the error lists the presets).
+  static absl::StatusOr<ArConfig> FromPresetOrFile(const std::string& name_or_path);
   nlohmann::json ToJson() const;
 
   // "4B", "5B-Video2World", "12B", "13B-Video2World" (the published Cosmos-Predict1 AR models, 33 frames at

@@ -22,6 +22,10 @@
 #include "wfm/autoregressive/generate.h"
 #include "wfm/autoregressive/transformer.h"
 
+namespace wfm::text {
+struct TextEmbeddings;
+}
+
 namespace wfm::ar {
 
 // Incremental decoding of latent frames as they are generated.
@@ -89,6 +93,14 @@ struct TokenizeOptions {
 };
 absl::StatusOr<std::vector<at::Tensor>> TokenizeVideo(VideoTokenCodec& codec, const std::string& path,
                                                       const TokenizeOptions& options);
+
+// Text conditioning from a text encoder's output, as the AR model sees it in training and in generation. With
+// `cosmos_padding` (T5 directories: the published models) the rows are padded to the encoder's max_length and ALL
+// attended, as the reference Video2World pipeline does (its context_mask is all ones; padded rows are zero);
+// otherwise (the built-in encoder, models trained here) the encoder's mask is used.
+TextContext EncodedTextContext(const text::TextEmbeddings& embeddings, bool cosmos_padding);
+// Whether a text-encoder path follows the Cosmos padding convention: a (T5) directory.
+bool UsesCosmosTextPadding(const std::string& text_encoder);
 
 // uint8 [T, H, W, 3] -> float [1, 3, T, h, w] in [-1, 1]: bilinear (antialiased) resize so that the frames cover
 // h x w, then a centre crop (utils/inference.py resize_input).
