@@ -8,8 +8,16 @@
 # kept in the RUNPATH of the installed binaries as an absolute path.
 include(CMakePackageConfigHelpers)
 get_property(WFM_INSTALL_TARGETS GLOBAL PROPERTY WFM_INSTALL_TARGETS)
-# Consumers compile the headers as C++17; the linker path of non-system dependencies stays in the RUNPATH.
+# Consumers compile the headers as C++17.
 set_property(TARGET ${WFM_INSTALL_TARGETS} APPEND PROPERTY INTERFACE_COMPILE_FEATURES cxx_std_17)
+# RUNPATHs: the libraries find each other in their own folder, the tool goes from bin/ to the library folder
+# (whatever its depth, e.g. lib/x86_64-linux-gnu); the linker path of non-system dependencies is kept.
+file(RELATIVE_PATH _wfm_bin_to_lib "/prefix/${CMAKE_INSTALL_BINDIR}" "/prefix/${CMAKE_INSTALL_LIBDIR}")
+set_property(TARGET ${WFM_INSTALL_TARGETS} PROPERTY INSTALL_RPATH "$ORIGIN")
+set_property(TARGET wfm PROPERTY INSTALL_RPATH "$ORIGIN/${_wfm_bin_to_lib}")
+if(TARGET wfm_sentencepiece)
+  set_property(TARGET wfm_sentencepiece PROPERTY INSTALL_RPATH "$ORIGIN")
+endif()
 set_property(TARGET ${WFM_INSTALL_TARGETS} wfm PROPERTY INSTALL_RPATH_USE_LINK_PATH ON)
 install(TARGETS ${WFM_INSTALL_TARGETS} EXPORT wfmTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}

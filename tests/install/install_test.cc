@@ -169,9 +169,9 @@ TEST(InstallTest, RelocatedPackageBuildsAndRunsTheMultiverseExample) {
   // ---- the standalone example project, configured against the moved prefix ----
   const std::string build = tmp + "/multiverse-build";
   std::string configure = Q(cmake) + " -S " + Q(testing::SourceDir() + "/examples/multiverse") + " -B " +
-                          Q(build) + " -G Ninja -DCMAKE_MAKE_PROGRAM=" + Q(WFM_TEST_MAKE_PROGRAM) +
-                          " -DCMAKE_CXX_COMPILER=" + Q(WFM_TEST_CXX_COMPILER) + " -DCMAKE_PREFIX_PATH=" +
-                          Q(prefix.string());
+                          Q(build) + " -G " + Q(WFM_TEST_GENERATOR) + " -DCMAKE_MAKE_PROGRAM=" +
+                          Q(WFM_TEST_MAKE_PROGRAM) + " -DCMAKE_CXX_COMPILER=" + Q(WFM_TEST_CXX_COMPILER) +
+                          " -DCMAKE_PREFIX_PATH=" + Q(prefix.string());
   // ccache: paths under the scratch dir are rewritten relative, so reruns hit the cache.
   const std::string ccache = WFM_TEST_CCACHE;
   if (!ccache.empty()) configure += " -DCMAKE_CXX_COMPILER_LAUNCHER=" + Q(ccache);
