@@ -78,27 +78,31 @@ absl::Status Run(const Flags& f) {
   WFM_ASSIGN_OR_RETURN(wfm::VideoInfo info, wfm::ProbeVideo(f.at("video")));
   WFM_ASSIGN_OR_RETURN(at::Tensor frames, wfm::DecodeVideo(f.at("video")));
 
-  // The world model (parameter dict with the reference keys + weights) and its tokenizer.
-  WFM_ASSIGN_OR_RETURN(wfm::ar::ArConfig config, wfm::ar::ArConfig::FromJsonFile(f.at("model-config")));
+  // The world model (parameter-dict JSON with the reference keys, or a preset name; weights) and its tokenizer.
+  WFM_ASSIGN_OR_RETURN(wfm::ar::ArConfig config, wfm::ar::ArConfig::FromPresetOrFile(f.at("model-config")));
   WFM_ASSIGN_OR_RETURN(wfm::ar::ArTransformer net, wfm::CatchToStatus("building the world model", [&]() {
     return absl::StatusOr<wfm::ar::ArTransformer>(wfm::ar::ArTransformer(config));
   }));
   WFM_RETURN_IF_ERROR(wfm::ar::LoadWeights(*net, f.at("model-weights")));
   net->to(device);
   net->eval();
-  WFM_ASSIGN_OR_RETURN(std::unique_ptr<wfm::ar::VideoTokenCodec> codec,
-                       wfm::ar::LoadTokenizerCodec(f.at("tokenizer-config"), f.at("tokenizer-weights"), f.at("device")));
+  WFM_ASSIGN_OR_RETURN(
+      std::unique_ptr<wfm::ar::VideoTokenCodec> codec,
+      wfm::ar::LoadTokenizerCodec(f.at("tokenizer-config"), f.at("tokenizer-weights"), f.at("device")));
 
   // The text prompt, for models that attend to text (Video2World).
   wfm::ar::TextContext text;
   if (config.insert_cross_attn) {
     if (f.at("text-encoder") == "-" || f.at("prompt") == "-")
       return absl::InvalidArgumentError("this model is text-conditioned: give --text-encoder and --prompt");
+    // T5 folders (the published models) are padded and fully attended as Cosmos does; the built-in encoder
+    // (models trained with wfm) uses its mask, as in training.
+    wfm::text::LoadTextEncoderOptions to;
+    to.pad_to_max_length = wfm::ar::UsesCosmosTextPadding(f.at("text-encoder"));
     WFM_ASSIGN_OR_RETURN(std::unique_ptr<wfm::text::TextEncoder> encoder,
-                         wfm::text::LoadTextEncoder(f.at("text-encoder")));
+                         wfm::text::LoadTextEncoder(f.at("text-encoder"), to));
     WFM_ASSIGN_OR_RETURN(wfm::text::TextEmbeddings e, encoder->Encode({f.at("prompt")}));
-    // As the reference Video2World pipeline: attend over every position (the padding rows are zero).
-    text = {e.embeddings.to(at::kCPU), at::ones({1, e.embeddings.size(1)}, at::kBool)};
+    text = wfm::ar::EncodedTextContext(e, to.pad_to_max_length);
   }
 
   WFM_ASSIGN_OR_RETURN(wfm::ar::WorldResult r,
