@@ -36,5 +36,10 @@ def test_stub_matches_module(name):
         return out
 
     for cls_name, node in stub_defs.items():
-        if isinstance(node, ast.ClassDef):
-            assert _public(members(node)) == _public(dir(getattr(module, cls_name))), cls_name
+        if not isinstance(node, ast.ClassDef):
+            continue
+        cls = getattr(module, cls_name)
+        if type(cls).__name__ == "pybind11_type":
+            assert _public(members(node)) == _public(dir(cls)), cls_name
+        else:  # a Python class (e.g. a torch Dataset): its own methods are in the stub (which adds attributes)
+            assert _public(vars(cls)) <= _public(members(node)), cls_name

@@ -1,7 +1,7 @@
 """wfm: video world foundation models — Python bindings of the C++ library.
 
-One submodule per C++ library: ``wfm.core`` (checkpoint files and loading, video IO, progress, runtime), and, as
-they are bound, ``wfm.tokenizer``, ``wfm.curation``, ``wfm.text``, ``wfm.ar``, ``wfm.diffusion``. Tensors are
+One submodule per C++ library: ``wfm.core`` (checkpoint files and loading, video IO, progress, runtime),
+``wfm.tokenizer``, ``wfm.text``, ``wfm.curation``, ``wfm.ar``, ``wfm.diffusion``. Tensors are
 ``torch.Tensor`` and cross the boundary without copies. Errors raise ValueError (bad arguments or input),
 FileNotFoundError / PermissionError / OSError (files), NotImplementedError or RuntimeError, each with the C++
 status message and a ``status_code`` attribute. See docs/python.md.
@@ -21,3 +21,9 @@ for _name in _wfm.SUBMODULES:
     _sys.modules[_module.__name__] = _module  # `import wfm.core` / `from wfm.core import ...` work
     globals()[_name] = _module
 del _name, _module
+
+if "curation" in __all__:
+    from ._curation_data import ShardDataset as _ShardDataset
+
+    _ShardDataset.__module__ = "wfm.curation"
+    curation.ShardDataset = _ShardDataset  # noqa: F821  -- a torch IterableDataset over the native ShardReader

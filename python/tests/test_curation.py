@@ -1,0 +1,126 @@
+"""wfm.curation through Python: shot detection on the real clip with one hard cut (= the `wfm shots` CLI), the
+curate pipeline from a dict, webdataset shards read natively and through a torch DataLoader with workers,
+tar writing, errors."""
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+import wfm
+
+if "curation" not in wfm.__all__:
+    pytest.skip("this build has no curation bindings", allow_module_level=True)
+import wfm.core as core
+import wfm.curation as cur
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+MEDIA = pathlib.Path(os.environ.get("WFM_SHARED_DIR", ROOT.parent / "shared")) / "media"
+CITY = MEDIA / "cityCC0.mpg"  # 720x405, 25 fps, 190 frames, ONE hard cut at frame 116
+needs_media = pytest.mark.skipif(not CITY.exists(), reason=f"missing shared clip {CITY}")
+BUILD = os.environ.get("WFM_BINARY_DIR")
+
+
+@needs_media
+def test_detect_shots_finds_the_cut_and_equals_the_cli():
+    r = cur.detect_shots(CITY, threads=1)
+    assert r["num_frames"] == 190 and abs(r["fps"] - 25) < 1e-6
+    assert r["shots"] == [[0, 116], [116, 190]]
+    assert any(t["type"] == "cut" for t in r["transitions"])
+    if BUILD and pathlib.Path(BUILD, "bin", "wfm").exists():
+        out = subprocess.run([str(pathlib.Path(BUILD, "bin", "wfm")), "shots", str(CITY), "--transitions"],
+                             check=True, capture_output=True, text=True).stdout
+        assert json.loads(out) == r
+    # the same on frames in memory
+    frames = core.decode_video(CITY, width=128, height=72)
+    m = cur.detect_shots_in_frames(frames, 25.0, method="classic")
+    assert m["shots"] == [[0, 116], [116, 190]]
+
+
+@pytest.fixture(scope="module")
+def curated(tmp_path_factory):
+    if not CITY.exists():
+        pytest.skip(f"missing shared clip {CITY}")
+    d = tmp_path_factory.mktemp("curate")
+    (d / "in").mkdir()
+    shutil.copy(CITY, d / "in" / "city.mpg")
+    (d / "in" / "city.txt").write_text("a city skyline at night\n")
+    summary = cur.curate({"input": [str(d / "in")], "output": str(d / "out"), "workers": 1, "decode_threads": 1,
+                          "clip_height": 90, "min_clip_s": 1.0, "min_clip_frames": 10, "trim_s": 0.2,
+                          "quiet": True, "bitrate": "1M"})
+    return d, summary
+
+
+def test_curate_from_a_dict(curated):
+    d, summary = curated
+    assert (d / "out" / "summary.json").exists() and (d / "out" / "clips.jsonl").exists()
+    assert json.loads((d / "out" / "summary.json").read_text())["inputs"] == summary["inputs"]
+    clips = [json.loads(line) for line in (d / "out" / "clips.jsonl").read_text().splitlines()]
+    kept = [c for c in clips if c["kept"]]
+    assert len(clips) == 2 and kept  # one clip per shot
+    assert cur.discover_inputs([str(d / "in")]) == [str(d / "in" / "city.mpg")]
+
+
+def test_shards_read_natively_and_through_a_dataloader(curated):
+    d, _ = curated
+    shards = cur.list_shards(d / "out" / "shards")
+    assert shards and all(s.endswith(".tar") for s in shards)
+    samples = list(cur.ShardReader(d / "out" / "shards"))
+    clips = {json.loads(line)["span_uuid"]: json.loads(line)
+             for line in (d / "out" / "clips.jsonl").read_text().splitlines()}
+    assert samples and all(set(s.extensions) >= {"mp4", "json"} for s in samples)
+    for s in samples:
+        meta = s.json()
+        assert meta["span_uuid"] in clips and clips[meta["span_uuid"]]["kept"]
+        assert "city skyline" in s.text()
+        video = s.decode_video()
+        assert video.dtype == torch.uint8 and video.shape[1:] == (90, 160, 3)
+        assert abs(video.shape[0] - meta["num_frames"]) <= 1
+    # DataLoader with two workers: every sample exactly once (shards split by worker)
+    ds = cur.ShardDataset([d / "out" / "shards"], width=64, height=32)
+    for workers in (0, 2):
+        got = list(torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers))
+        assert sorted(k for k, _, _ in got) == sorted(s.key for s in samples)
+        assert all(v.shape[1:] == (32, 64, 3) and m["caption"].startswith("a city") for _, v, m in got)
+
+
+def test_tar_writer_and_reader_round_trip(tmp_path):
+    frames = torch.randint(0, 255, (6, 32, 48, 3), dtype=torch.uint8)
+    core.write_video(tmp_path / "c.mp4", frames, fps=12, crf=10)
+    (tmp_path / "shards").mkdir()
+    for i in range(3):
+        with cur.TarWriter(tmp_path / "shards" / f"{i:06d}.tar") as w:
+            for j in range(2):
+                key = f"s{i}{j}"
+                w.add(f"{key}.json", json.dumps({"i": i, "j": j}))
+                w.add(f"{key}.txt", b"caption")
+                w.add_file(f"{key}.mp4", tmp_path / "c.mp4")
+    assert [n for n, _ in cur.list_tar(tmp_path / "shards" / "000000.tar")][:3] == ["s00.json", "s00.txt", "s00.mp4"]
+    r0 = [s.key for s in cur.ShardReader(tmp_path / "shards", rank=0, world_size=2)]
+    r1 = [s.key for s in cur.ShardReader(tmp_path / "shards", rank=1, world_size=2)]
+    assert sorted(r0 + r1) == ["s00", "s01", "s10", "s11", "s20", "s21"] and not set(r0) & set(r1)
+    only = next(iter(cur.ShardReader(tmp_path / "shards", extensions=["json"])))
+    assert only.extensions == ["json"] and only.json() == {"i": 0, "j": 0}
+    with pytest.raises(KeyError):
+        only.get("mp4")
+    batches = list(torch.utils.data.DataLoader(cur.ShardDataset(tmp_path / "shards", epochs=2), batch_size=4,
+                                               collate_fn=lambda b: b))
+    assert sum(len(b) for b in batches) == 12  # two epochs
+
+
+def test_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown curate option.*colour"):
+        cur.curate({"input": "x", "output": str(tmp_path / "o"), "colour": 1})
+    with pytest.raises(ValueError, match="output"):
+        cur.curate({"input": "x"})
+    with pytest.raises(FileNotFoundError, match="nope.mp4"):
+        cur.detect_shots(tmp_path / "nope.mp4")
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(b"x" * 700)
+    with pytest.raises((ValueError, OSError), match="bad.tar"):
+        list(cur.ShardReader(bad))
+    with pytest.raises(ValueError, match="rank"):
+        cur.ShardReader(tmp_path, rank=2, world_size=2)
