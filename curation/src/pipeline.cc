@@ -11,6 +11,8 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -220,6 +222,29 @@ absl::Status RemoveSamples(const std::string& tar, const std::set<std::string>& 
   fs::rename(tmp, tar, ec);
   if (ec) return absl::InternalError(absl::StrCat("renaming ", tmp, ": ", ec.message()));
   return absl::OkStatus();
+}
+
+// Crash-safety test hook: WFM_CURATE_CRASH_AT=POINT:N makes the process SIGKILL itself the N-th time (counted
+// over all worker threads of this run) it reaches POINT, so the resume tests can kill deterministically at every
+// interesting moment instead of at a wall-clock guess. Points, in pipeline order: `analysed` (clip files in the
+// temp folder, nothing committed), `before_journal` (shard bytes written and fsynced, journal line not yet),
+// `after_journal` (committed, temp files not yet removed), `before_merge` (all videos done, shards sealed),
+// `before_indexes` (merge: shards rewritten, indexes not yet written).
+void CrashPoint(const char* point) {
+  static const std::pair<std::string, int> spec = []() -> std::pair<std::string, int> {
+    const char* v = std::getenv("WFM_CURATE_CRASH_AT");
+    if (!v || !*v) return {"", 0};
+    std::string s(v);
+    size_t colon = s.rfind(':');
+    if (colon == std::string::npos) return {s, 1};
+    return {s.substr(0, colon), std::max(1, std::atoi(s.c_str() + colon + 1))};
+  }();
+  static std::atomic<int> hits{0};
+  if (spec.second == 0 || spec.first != point) return;
+  if (++hits == spec.second) {
+    std::fprintf(stderr, "curate: WFM_CURATE_CRASH_AT=%s:%d reached, killing the process\n", point, spec.second);
+    std::raise(SIGKILL);
+  }
 }
 
 std::string NewRunId() {
@@ -464,6 +489,7 @@ absl::StatusOr<nlohmann::json> RunCurate(const CurateOptions& o) {
         }
       }
     }
+    CrashPoint("analysed");
     {
       // Shard bytes first (fsynced), then the journal line: the journal is the commit point.
       std::lock_guard<std::mutex> lock(commit_mu);
@@ -472,8 +498,11 @@ absl::StatusOr<nlohmann::json> RunCurate(const CurateOptions& o) {
         for (size_t q = 0; q < samples.size(); ++q) e.clips[sample_clip[q]].shard = Rel(out, info.placements[q].shard);
         for (const auto& [p, off] : info.end_offsets) e.offsets[Rel(out, p)] = off;
       }
+      CrashPoint("before_journal");
       WFM_RETURN_IF_ERROR(journal.Append(e.ToJson()));
+      if (writer) WFM_RETURN_IF_ERROR(writer->Committed());
     }
+    CrashPoint("after_journal");
     for (const auto& f : temp_files) fs::remove(f, ec);
     {
       std::lock_guard<std::mutex> lock(stats_mu);
@@ -516,11 +545,13 @@ absl::StatusOr<nlohmann::json> RunCurate(const CurateOptions& o) {
   std::vector<std::thread> threads;
   for (int w = 0; w < workers; ++w) threads.emplace_back(worker);
   for (auto& t : threads) t.join();
-  if (writer) {
-    absl::Status s = writer->Close();
-    if (fatal.ok()) fatal = s;
+  if (writer && fatal.ok()) {
+    fatal = writer->Close();
+  } else {
+    writer.reset();  // after a failure: leave the .partial tars to the next start's recovery
   }
   progress.Finish();
+  CrashPoint("before_merge");
 
   const long long any_fatal = pg.SumAll(fatal.ok() ? 0 : 1);
   const long long stopped = pg.SumAll((o.fail_fast && !first_failure.empty()) ? 1 : 0);
@@ -606,6 +637,7 @@ absl::StatusOr<nlohmann::json> RunCurate(const CurateOptions& o) {
         }
       }
       for (const auto& [tar, keys] : drop) WFM_RETURN_IF_ERROR(RemoveSamples(tar, keys), "deduplicating ", tar);
+      CrashPoint("before_indexes");
       // Indexes.
       std::string videos_text, clips_text;
       int64_t ok = 0, failed = 0, kept = 0, shots = 0, written = 0;

@@ -508,7 +508,9 @@ std::string ShardBin(int width, int height, double duration_s) {
 
 ShardWriter::ShardWriter(ShardWriterOptions options) : options_(std::move(options)) {}
 
-ShardWriter::~ShardWriter() { (void)Close(); }
+// Without Close() the tars stay .partial: a writer abandoned on an error path must not publish bytes that its
+// caller never recorded; Recover() cuts them back on the next start.
+ShardWriter::~ShardWriter() = default;
 
 absl::Status ShardWriter::Seal(Open_* o) {
   WFM_RETURN_IF_ERROR(o->tar->Finish());
@@ -521,7 +523,11 @@ absl::Status ShardWriter::Seal(Open_* o) {
 
 absl::StatusOr<ShardWriter::Open_*> ShardWriter::TarFor(const std::string& bin) {
   Open_& o = open_[bin];
-  if (o.tar && o.tar->offset() >= options_.target_bytes) WFM_RETURN_IF_ERROR(Seal(&o));
+  if (o.tar && o.tar->offset() >= options_.target_bytes) {
+    // Full, but possibly holding samples of the commit in progress: sealed by Committed(), not here.
+    full_.push_back(std::move(o));
+    o = Open_{};
+  }
   if (o.tar) return &o;
   fs::path dir = fs::path(options_.root);
   if (options_.binned && !bin.empty()) dir /= bin;
@@ -550,7 +556,7 @@ absl::StatusOr<ShardWriter::Open_*> ShardWriter::TarFor(const std::string& bin) 
 absl::StatusOr<ShardWriter::CommitInfo> ShardWriter::Commit(const std::vector<PendingSample>& samples) {
   std::lock_guard<std::mutex> lock(mu_);
   CommitInfo info;
-  std::map<std::string, Open_*> touched;
+  std::map<std::string, TarWriter*> touched;  // final path -> its (open or full) tar
   for (const PendingSample& s : samples) {
     if (s.key.empty() || s.key.find('.') != std::string::npos || s.key.find('/') != std::string::npos) {
       return absl::InvalidArgumentError(absl::StrCat("bad webdataset key '", s.key, "' (no dots or slashes)"));
@@ -565,16 +571,28 @@ absl::StatusOr<ShardWriter::CommitInfo> ShardWriter::Commit(const std::vector<Pe
       }
     }
     info.placements.push_back({o->final_path, s.key});
-    touched[o->final_path] = o;
+    touched[o->final_path] = o->tar.get();
   }
-  for (auto& [path, o] : touched) {
-    WFM_RETURN_IF_ERROR(o->tar->Sync());
-    info.end_offsets[path] = o->tar->offset();
+  for (auto& [path, tar] : touched) {
+    WFM_RETURN_IF_ERROR(tar->Sync());
+    info.end_offsets[path] = tar->offset();
   }
   return info;
 }
 
+absl::Status ShardWriter::Committed() {
+  std::lock_guard<std::mutex> lock(mu_);
+  absl::Status status;
+  for (Open_& o : full_) {
+    absl::Status s = Seal(&o);
+    if (status.ok()) status = s;
+  }
+  full_.clear();
+  return status;
+}
+
 absl::Status ShardWriter::Close() {
+  WFM_RETURN_IF_ERROR(Committed());
   std::lock_guard<std::mutex> lock(mu_);
   absl::Status status;
   for (auto& [bin, o] : open_) {

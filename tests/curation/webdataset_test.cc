@@ -142,27 +142,24 @@ TEST(WebDatasetTest, ShardWriterCommitsRollsOverAndRecovers) {
       WFM_ASSERT_OK_AND_ASSIGN(auto info, w.Commit(video));
       ASSERT_EQ(info.placements.size(), 2u);
       for (auto& [p, off] : info.end_offsets) committed[p] = std::max(committed[p], off);
+      WFM_ASSERT_OK(w.Committed());  // recorded: the tars that filled up become .tar
     }
+    int sealed = 0;
+    for (auto& e : fs::recursive_directory_iterator(root)) sealed += e.path().extension() == ".tar";
+    EXPECT_GE(sealed, 2);
     // A video whose samples were appended but never committed (the process dies before the journal write).
-    PendingSample lost;
-    lost.key = "lost";
-    lost.bin = ShardBin(1280, 720, 8.0);
-    lost.members = {{"mp4", Bytes(3000, 9), ""}};
-    WFM_ASSERT_OK(w.Commit({lost}).status());
-    // Simulate the crash: leave the .partial file as it is (no Close()).
-    std::error_code ec;
-    for (auto& e : fs::recursive_directory_iterator(root)) {
-      if (e.path().extension() == ".partial") fs::copy_file(e.path(), e.path().string() + ".keep", ec);
+    // Its first sample fills the open tar and its second rolls over to a new one: the full tar must stay
+    // .partial (sealing it would publish the lost sample).
+    std::vector<PendingSample> lost(2);
+    for (int c = 0; c < 2; ++c) {
+      lost[c].key = absl::StrCat("lost", c);
+      lost[c].bin = ShardBin(1280, 720, 8.0);
+      lost[c].members = {{"mp4", Bytes(21000, 9), ""}};
     }
-  }
-  // ~ShardWriter sealed the tar; put the crashed state back.
-  for (auto& e : fs::recursive_directory_iterator(root)) {
-    std::string p = e.path().string();
-    if (absl::EndsWith(p, ".keep")) {
-      std::string partial = p.substr(0, p.size() - 5);
-      fs::rename(p, partial);
-      fs::remove(partial.substr(0, partial.size() - 8));
-    }
+    WFM_ASSERT_OK_AND_ASSIGN(auto lost_info, w.Commit(lost));
+    ASSERT_NE(lost_info.placements[0].shard, lost_info.placements[1].shard);
+    for (const auto& pl : lost_info.placements) EXPECT_FALSE(fs::exists(pl.shard)) << pl.shard << " sealed too early";
+    // The crash: no Committed(), no Close(); the destructor leaves the .partial files.
   }
   WFM_ASSERT_OK(ShardWriter::Recover(root, committed));
   WFM_ASSERT_OK_AND_ASSIGN(auto shards, ListShards(root));

@@ -170,10 +170,12 @@ struct PendingSample {
   std::vector<PendingMember> members;
 };
 
-// Appends samples to size-targeted tars, one open tar per bin. In-progress tars are named NNNNNN.tar.partial
-// and become NNNNNN.tar once full (or at Close); the caller records the returned end offsets in its journal
-// only after Commit() returned, so after a crash Recover() can cut every partial tar back to the last
-// committed sample and seal it.
+// Appends samples to size-targeted tars, one open tar per bin. In-progress tars are named NNNNNN.tar.partial;
+// the caller records the end offsets returned by Commit() in its journal, then calls Committed(), which renames
+// the tars that filled up to NNNNNN.tar (Close() does the same for the rest). A tar is never sealed while it may
+// hold samples the caller has not recorded, so after a crash Recover() can cut every .partial back to the last
+// recorded sample and seal it, and no .tar holds a lost sample. Destroying the writer without Close() leaves the
+// .partial files for Recover().
 class ShardWriter {
  public:
   explicit ShardWriter(ShardWriterOptions options);
@@ -188,7 +190,9 @@ class ShardWriter {
   };
   // Appends all samples of one video and fsyncs the touched tars. Thread-safe.
   absl::StatusOr<CommitInfo> Commit(const std::vector<PendingSample>& samples);
-  // Seals every open tar.
+  // Seals the tars that filled up during earlier Commit()s; call once their end offsets are recorded.
+  absl::Status Committed();
+  // Committed(), then seals every open tar (call when every Commit() is recorded).
   absl::Status Close();
   // Crash recovery for every *.tar.partial under `root`: keeps the first committed[final path] bytes (0 or
   // absent: the file is removed), appends the end blocks and renames it to .tar.
@@ -204,6 +208,7 @@ class ShardWriter {
   ShardWriterOptions options_;
   std::mutex mu_;
   std::map<std::string, Open_> open_;  // bin -> open tar
+  std::vector<Open_> full_;            // filled up, awaiting Committed()
   std::map<std::string, int> next_seq_;
 };
 
