@@ -176,7 +176,12 @@ TEST(InstallTest, RelocatedPackageBuildsAndRunsTheMultiverseExample) {
   const std::string ccache = WFM_TEST_CCACHE;
   if (!ccache.empty()) configure += " -DCMAKE_CXX_COMPILER_LAUNCHER=" + Q(ccache);
   const std::string env = "CCACHE_BASEDIR=" + Q(tmp) + " ";
-  ASSERT_TRUE(Runs(env + configure));
+  std::string configured;
+  ASSERT_TRUE(Runs(env + configure, &configured));
+  EXPECT_NE(configured.find("headers in " + (prefix / "include").string() + ", tool " +
+                            (prefix / "bin" / "wfm").string()),
+            std::string::npos)
+      << "the package's paths must point into the moved prefix:\n" << configured;
   ASSERT_TRUE(Runs(env + Q(cmake) + " --build " + Q(build)));
   const std::string example = Q(build + "/multiverse");
 
