@@ -2,6 +2,7 @@
 // each stage's table and a final timing summary, and writes OUTPUT/summary.json. `make demo` calls it through
 // scripts/demo.sh.
 #include "demo.h"
+#include "demo_common.h"
 
 #include <ATen/Parallel.h>
 
@@ -65,9 +66,9 @@ void DemoContext::Table(const std::string& title, const std::vector<std::string>
 namespace {
 
 int RunDemo(int argc, char** argv) {
-  std::string shared = "../shared", output = "out/demo";
+  std::string shared = "../shared", output = "out/demo", device = "cpu";
   bool quick = false;
-  std::vector<std::string> only;
+  std::vector<std::string> only, overrides;
   std::sort(DemoStages().begin(), DemoStages().end(),
             [](const DemoStage& a, const DemoStage& b) { return a.order < b.order; });
   std::string stage_help = "stages to run (default: all):";
@@ -76,7 +77,9 @@ int RunDemo(int argc, char** argv) {
   p.Option("shared", &shared, "the shared data folder (media/, fixtures/)")
       .Option("output", &output, "output folder")
       .Flag("quick", &quick, "a fast pass (fewer frames and steps)")
+      .Option("device", &device, "where models train and run: cpu, cuda (cuda scales the quality knobs up)")
       .MultiOption("stages", &only, stage_help)
+      .MultiOption("set", &overrides, "override a knob of the run plan, e.g. --set ar_steps=800 (see plan.json)")
       .Epilog("example: wfm demo --shared ../shared --output out/demo --quick");
   if (auto rc = p.Parse(argc, argv)) return *rc;
   for (const auto& name : only) {
@@ -84,31 +87,49 @@ int RunDemo(int argc, char** argv) {
       return p.UsageError(absl::StrCat("unknown stage '", name, "'"));
     }
   }
-  if (absl::Status s = MakeDirs(output); !s.ok()) return cli::ReportError(s);
   DemoContext ctx;
   ctx.shared_dir = shared;
   ctx.output_dir = output;
   ctx.quick = quick;
+  ctx.device = device;
+  ctx.overrides = overrides;
   ctx.threads = at::get_num_threads();
+  absl::StatusOr<DemoPlan> plan = DemoPlan::For(ctx);
+  if (!plan.ok()) return p.UsageError(std::string(plan.status().message()));
+  if (absl::Status s = MakeDirs(output); !s.ok()) return cli::ReportError(s);
+  if (absl::Status s = WriteFileAtomically(output + "/plan.json", plan->ToJson().dump(2) + "\n"); !s.ok()) {
+    return cli::ReportError(s);
+  }
   std::cout << "wfm demo" << (quick ? " (quick)" : "") << ": shared " << shared << " -> " << output << "\n"
             << RuntimeSummary() << "\n";
   std::vector<std::vector<std::string>> timing;
   int failures = 0;
+  std::vector<const DemoStage*> selected;
   for (const DemoStage& stage : DemoStages()) {
-    if (!only.empty() && std::find(only.begin(), only.end(), stage.name) == only.end()) continue;
-    std::cout << "\n-- stage " << stage.name << ": " << stage.summary << "\n" << std::flush;
+    if (only.empty() || std::find(only.begin(), only.end(), stage.name) != only.end()) selected.push_back(&stage);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < selected.size(); ++i) {
+    const DemoStage& stage = *selected[i];
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::cout << "\n-- stage " << i + 1 << "/" << selected.size() << " " << stage.name << ": " << stage.summary
+              << " (" << FormatDuration(elapsed) << " elapsed)\n"
+              << std::flush;
     const auto t0 = std::chrono::steady_clock::now();
+    const double c0 = CpuSeconds();
     absl::Status s = stage.run(ctx);
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    timing.push_back({stage.name, s.ok() ? "ok" : "FAILED", FormatDuration(dt)});
+    const double cpu = CpuSeconds() - c0;
+    timing.push_back({stage.name, s.ok() ? "ok" : "FAILED", FormatDuration(dt), FormatDuration(cpu)});
     if (!s.ok()) {
       ++failures;
       std::cerr << "wfm demo: stage " << stage.name << " failed: " << s.message() << "\n";
       ctx.summary[stage.name]["error"] = std::string(s.message());
     }
     ctx.summary[stage.name]["seconds"] = dt;
+    ctx.summary[stage.name]["cpu_seconds"] = cpu;
   }
-  ctx.Table("demo summary", {"stage", "status", "time"}, timing);
+  ctx.Table("demo summary", {"stage", "status", "wall", "CPU"}, timing);
   const std::string summary_path = output + "/summary.json";
   if (absl::Status s = WriteFileAtomically(summary_path, ctx.summary.dump(2) + "\n"); !s.ok()) {
     return cli::ReportError(s);

@@ -26,6 +26,8 @@ struct DemoContext {
   std::string shared_dir;   // ../shared: media/, fixtures/
   std::string output_dir;   // out/demo
   bool quick = false;       // a fast pass: fewer frames / steps everywhere
+  std::string device = "cpu";  // where models train and run ("cpu", "cuda"): cuda scales the quality knobs up
+  std::vector<std::string> overrides;  // "knob=value" settings of the run plan (--set), see demo_common.h
   int threads = 1;          // intra-op threads in effect
   nlohmann::ordered_json summary = nlohmann::ordered_json::object();  // stage name -> results
 

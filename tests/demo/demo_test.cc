@@ -1,0 +1,83 @@
+// `wfm demo --quick` end to end, as `make demo` runs it: the outputs exist, every score in metrics.json is finite
+// with one value per horizon step, the baselines are scored, and report.html shows exactly the numbers of
+// metrics.json. Also: a bad --set knob is a usage error before any work starts.
+#include <cmath>
+#include <filesystem>
+
+#include <absl/strings/str_format.h>
+#include <nlohmann/json.hpp>
+
+#include "test_support.h"
+#include "wfm/core/file_util.h"
+#include "wfm/core/report.h"
+#include "wfm/core/video_io.h"
+
+namespace wfm {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Num(const nlohmann::json& v, int digits) { return absl::StrFormat("%.*f", digits, v.get<double>()); }
+
+TEST(WfmDemoTest, QuickRunWritesAConsistentReport) {
+  const std::string out = testing::TempDir() + "/demo";
+  std::string log;
+  const int rc = testing::RunCommand("'" + testing::WfmTool() + "' demo --quick --threads 1 --shared '" + testing::SharedDir() +
+                                         "' --output '" + out + "' 2>&1",
+                                     &log);
+  ASSERT_EQ(rc, 0) << log;
+  for (const char* f : {"report.html", "metrics.json", "summary.json", "plan.json", "predictions/window_0.png",
+                        "predictions/window_0.mp4", "tokenizer/cv.safetensors", "tokenizer/dv.safetensors",
+                        "curated/summary.json", "data/train_clips.safetensors"}) {
+    EXPECT_TRUE(fs::exists(out + "/" + f)) << f << " missing\n" << log;
+  }
+  WFM_ASSERT_OK_AND_ASSIGN(std::string metrics_text, ReadFile(out + "/metrics.json"));
+  WFM_ASSERT_OK_AND_ASSIGN(std::string html, ReadFile(out + "/report.html"));
+  const nlohmann::json metrics = nlohmann::json::parse(metrics_text);
+  const int64_t horizon = metrics["task"]["future_frames"];
+  ASSERT_GT(horizon, 0);
+  ASSERT_TRUE(metrics["predictors"].contains("copy_last"));
+  ASSERT_TRUE(metrics["predictors"].contains("constant_velocity"));
+  int scored = 0;
+  for (const auto& [name, p] : metrics["predictors"].items()) {
+    if (p["kind"] == "baseline") EXPECT_EQ(p["status"], "ok") << name;
+    if (p["status"] != "ok") {
+      // An honest "not evaluated" row, never numbers.
+      EXPECT_NE(html.find(HtmlEscape(p["status"].get<std::string>())), std::string::npos) << name;
+      continue;
+    }
+    ++scored;
+    for (const char* key : {"psnr", "ssim", "pos_err_px", "detected"}) {
+      ASSERT_TRUE(p["mean"][key].is_number()) << name << " " << key;
+      EXPECT_TRUE(std::isfinite(p["mean"][key].get<double>())) << name << " " << key;
+      ASSERT_EQ(p["per_step"][key].size(), static_cast<size_t>(horizon)) << name << " " << key;
+      for (const auto& v : p["per_step"][key]) EXPECT_TRUE(v.is_number() && std::isfinite(v.get<double>())) << name;
+    }
+    EXPECT_GT(p["mean"]["psnr"].get<double>(), 5.0) << name;
+    EXPECT_LE(p["mean"]["ssim"].get<double>(), 1.0) << name;
+    // The report's row for this predictor carries exactly the numbers of metrics.json.
+    const std::string row = absl::StrFormat(
+        "<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>",
+        HtmlEscape(p["label"].get<std::string>()), p["kind"].get<std::string>(), Num(p["mean"]["psnr"], 2),
+        Num(p["mean"]["ssim"], 3), Num(p["mean"]["pos_err_px"], 2), Num(p["mean"]["detected"], 2));
+    EXPECT_NE(html.find(row), std::string::npos) << "report row missing: " << row;
+  }
+  EXPECT_GE(scored, 2);
+  EXPECT_NE(html.find("<svg"), std::string::npos);
+  // The example video: given + predicted frames of a window.
+  WFM_ASSERT_OK_AND_ASSIGN(VideoInfo info, ProbeVideo(out + "/predictions/window_0.mp4", /*exact=*/true));
+  EXPECT_EQ(info.num_frames, metrics["task"]["context_frames"].get<int64_t>() + horizon);
+}
+
+TEST(WfmDemoTest, BadKnobIsAUsageError) {
+  std::string log;
+  EXPECT_EQ(testing::RunCommand("'" + testing::WfmTool() + "' demo --quick --output '" + testing::TempDir() +
+                                    "/d' --set no_such_knob=1 2>&1",
+                                &log),
+            2)
+      << log;
+  EXPECT_NE(log.find("no_such_knob"), std::string::npos) << log;
+}
+
+}  // namespace
+}  // namespace wfm

@@ -1,0 +1,262 @@
+// Shared pieces of the demo stages (see demo_common.h): the plan per mode, clip-set IO, layout conversions,
+// window sampling, CPU time.
+#include "demo_common.h"
+
+#include <sys/resource.h>
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "wfm/core/file_util.h"
+#include "wfm/core/safetensors.h"
+#include "wfm/core/status.h"
+
+namespace wfm::demo {
+
+namespace {
+
+// The tunable knobs by name (--set NAME=VALUE).
+struct Knob {
+  const char* name;
+  int* i = nullptr;
+  double* d = nullptr;
+};
+std::vector<Knob> Knobs(DemoPlan& p) {
+  return {{"train_clips", &p.train_clips},   {"heldout_clips", &p.heldout_clips},
+          {"max_objects", &p.max_objects},   {"tok_channels", &p.tok_channels},
+          {"tok_steps", &p.tok_steps},       {"tok_batch", &p.tok_batch},
+          {"tok_frames", &p.tok_frames},     {"tok_lr", nullptr, &p.tok_lr},
+          {"text_dim", &p.text_dim},         {"text_layers", &p.text_layers},
+          {"ar_dim", &p.ar_dim},             {"ar_layers", &p.ar_layers},
+          {"ar_heads", &p.ar_heads},         {"ar_steps", &p.ar_steps},
+          {"ar_batch", &p.ar_batch},         {"ar_lr", nullptr, &p.ar_lr},
+          {"top_p", nullptr, &p.top_p},      {"temperature", nullptr, &p.temperature},
+          {"dit_dim", &p.dit_dim},           {"dit_blocks", &p.dit_blocks},
+          {"dit_heads", &p.dit_heads},       {"dit_steps", &p.dit_steps},
+          {"dit_batch", &p.dit_batch},       {"dit_lr", nullptr, &p.dit_lr},
+          {"sample_steps", &p.sample_steps}, {"guidance", nullptr, &p.guidance},
+          {"seeds", &p.seeds}};
+}
+
+}  // namespace
+
+std::vector<std::string> DemoPlan::KnobNames() {
+  DemoPlan p;
+  std::vector<std::string> names;
+  for (const Knob& k : Knobs(p)) names.push_back(k.name);
+  return names;
+}
+
+absl::Status DemoPlan::Set(const std::string& knob, const std::string& value) {
+  for (const Knob& k : Knobs(*this)) {
+    if (knob != k.name) continue;
+    if (k.i != nullptr ? absl::SimpleAtoi(value, k.i) : absl::SimpleAtod(value, k.d)) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat("--set ", knob, ": bad value '", value, "'"));
+  }
+  return absl::InvalidArgumentError(absl::StrCat("--set: unknown knob '", knob, "'; known: ",
+                                                 absl::StrJoin(KnobNames(), ", ")));
+}
+
+absl::StatusOr<DemoPlan> DemoPlan::For(const DemoContext& ctx) {
+  DemoPlan p;
+  p.device = ctx.device;
+  const bool cuda = ctx.device.rfind("cuda", 0) == 0;
+  if (ctx.quick) {
+    // End to end in well under 3 minutes on 2 cores: the same pipeline at toy sizes (learns little).
+    p.mode = "quick";
+    p.train_clips = 24;
+    p.heldout_clips = 2;
+    p.eval_starts = {0};
+    p.real_clip_frames = 120;
+    p.tok_channels = 16;
+    p.tok_steps = 16;
+    p.tok_batch = 2;
+    p.tok_frames = 5;
+    p.text_dim = 64;
+    p.text_layers = 1;
+    p.text_heads = 2;
+    p.text_ff = 128;
+    p.ar_dim = 64;
+    p.ar_layers = 2;
+    p.ar_heads = 2;
+    p.ar_steps = 20;
+    p.ar_batch = 8;
+    p.dit_dim = 64;
+    p.dit_blocks = 2;
+    p.dit_heads = 2;
+    p.dit_steps = 20;
+    p.dit_batch = 8;
+    p.sample_steps = 8;
+    p.seeds = 2;
+  } else if (cuda) {
+    p.mode = "cuda";
+    p.train_clips = 2048;
+    p.heldout_clips = 32;
+    p.eval_starts = {0, 8, 16};
+    p.tok_channels = 64;
+    p.tok_steps = 4000;
+    p.tok_batch = 16;
+    p.text_dim = 256;
+    p.text_layers = 4;
+    p.ar_dim = 512;
+    p.ar_layers = 8;
+    p.ar_heads = 8;
+    p.ar_steps = 6000;
+    p.ar_batch = 32;
+    p.dit_dim = 512;
+    p.dit_blocks = 8;
+    p.dit_heads = 8;
+    p.dit_steps = 6000;
+    p.dit_batch = 32;
+    p.sample_steps = 35;
+    p.seeds = 4;
+  } else {
+    p.mode = "full";
+    p.train_clips = 384;
+    p.heldout_clips = 16;
+    p.tok_steps = 600;
+    p.ar_steps = 600;
+    p.dit_steps = 600;
+  }
+  for (const std::string& o : ctx.overrides) {
+    std::vector<std::string> kv = absl::StrSplit(o, absl::MaxSplits('=', 1));
+    if (kv.size() != 2) return absl::InvalidArgumentError(absl::StrCat("--set expects KNOB=VALUE, got '", o, "'"));
+    WFM_RETURN_IF_ERROR(p.Set(kv[0], kv[1]));
+  }
+  return p;
+}
+
+nlohmann::json DemoPlan::ToJson() const {
+  return {{"mode", mode},
+          {"device", device},
+          {"world", {{"size", size}, {"fps", fps}, {"clip_frames", clip_frames}, {"max_objects", max_objects},
+                     {"train_clips", train_clips}, {"heldout_clips", heldout_clips}, {"train_seed", train_seed},
+                     {"heldout_seed", heldout_seed}}},
+          {"task", {{"context_frames", context_frames}, {"future_frames", future_frames},
+                    {"eval_starts", eval_starts}, {"seeds", seeds}}},
+          {"tokenizer", {{"channels", tok_channels}, {"steps", tok_steps}, {"batch", tok_batch},
+                         {"frames", tok_frames}, {"lr", tok_lr}, {"fsq_levels", fsq_levels}}},
+          {"text_encoder", {{"d_model", text_dim}, {"layers", text_layers}, {"heads", text_heads},
+                            {"d_ff", text_ff}, {"max_length", text_max_length}}},
+          {"ar", {{"dim", ar_dim}, {"layers", ar_layers}, {"heads", ar_heads}, {"steps", ar_steps},
+                  {"batch", ar_batch}, {"lr", ar_lr}, {"top_p", top_p}, {"temperature", temperature}}},
+          {"diffusion", {{"dim", dit_dim}, {"blocks", dit_blocks}, {"heads", dit_heads}, {"steps", dit_steps},
+                         {"batch", dit_batch}, {"lr", dit_lr}, {"sample_steps", sample_steps},
+                         {"guidance", guidance}}}};
+}
+
+std::vector<DemoModel>& DemoModels() {
+  static auto* models = new std::vector<DemoModel>();
+  return *models;
+}
+
+world::WorldOptions DemoWorldOptions(const DemoPlan& plan) {
+  world::WorldOptions o;
+  o.width = o.height = plan.size;
+  o.fps = plan.fps;
+  o.num_frames = plan.clip_frames;
+  o.max_objects = plan.max_objects;
+  return o;
+}
+
+std::vector<EvalWindow> HeldoutWindows(const DemoPlan& plan) {
+  std::vector<EvalWindow> windows;
+  for (int i = 0; i < plan.heldout_clips; ++i) {
+    world::Clip clip = world::SimulateClip(DemoWorldOptions(plan), plan.heldout_seed + i);
+    for (int start : plan.eval_starts) {
+      if (start + plan.window_frames() > clip.frames.size(0)) continue;
+      EvalWindow w;
+      w.name = absl::StrFormat("heldout_%06d@%d", i, start);
+      w.start = start;
+      w.context = clip.frames.narrow(0, start, plan.context_frames);
+      w.future = clip.frames.narrow(0, start + plan.context_frames, plan.future_frames);
+      w.clip = clip;
+      windows.push_back(std::move(w));
+    }
+  }
+  return windows;
+}
+
+std::string OutPath(const DemoContext& ctx, const std::string& rel) { return absl::StrCat(ctx.output_dir, "/", rel); }
+
+double CpuSeconds() {
+  struct rusage u;
+  if (getrusage(RUSAGE_SELF, &u) != 0) return 0.0;
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+absl::Status SaveClipSet(const ClipSet& set, const std::string& path) {
+  if (!set.frames.defined() || set.frames.dim() != 5 || set.frames.size(0) != static_cast<int64_t>(set.captions.size()) ||
+      set.names.size() != set.captions.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": clip set frames/captions/names disagree"));
+  }
+  nlohmann::json meta = {{"captions", set.captions}, {"names", set.names}};
+  return WriteSafetensors(path, {{"frames", set.frames}}, {{"wfm.demo.clips", meta.dump()}});
+}
+
+absl::StatusOr<ClipSet> LoadClipSet(const std::string& path) {
+  WFM_ASSIGN_OR_RETURN(std::shared_ptr<SafetensorsFile> f, SafetensorsFile::Open(path));
+  ClipSet set;
+  WFM_ASSIGN_OR_RETURN(set.frames, f->GetCopy("frames"), path);
+  auto it = f->metadata().find("wfm.demo.clips");
+  if (it == f->metadata().end()) return absl::InvalidArgumentError(absl::StrCat(path, ": no clip metadata"));
+  try {
+    nlohmann::json meta = nlohmann::json::parse(it->second);
+    set.captions = meta.at("captions").get<std::vector<std::string>>();
+    set.names = meta.at("names").get<std::vector<std::string>>();
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": bad clip metadata: ", e.what()));
+  }
+  if (set.frames.dim() != 5 || set.frames.scalar_type() != at::kByte ||
+      set.frames.size(0) != static_cast<int64_t>(set.captions.size())) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": expected uint8 frames [N, T, H, W, 3] for ",
+                                                   set.captions.size(), " captions"));
+  }
+  return set;
+}
+
+at::Tensor ToModel(const at::Tensor& frames) {
+  // [B, T, H, W, 3] uint8 -> [B, 3, T, H, W] float in [-1, 1]
+  return frames.permute({0, 4, 1, 2, 3}).to(at::kFloat).div(127.5).sub(1.0).contiguous();
+}
+
+at::Tensor FromModel(const at::Tensor& video) {
+  // [B, 3, T, H, W] -> [B, T, H, W, 3] uint8
+  return video.detach().to(at::kCPU, at::kFloat).add(1.0).mul(127.5).round().clamp(0, 255).to(at::kByte)
+      .permute({0, 2, 3, 4, 1}).contiguous();
+}
+
+at::Tensor SampleWindows(const ClipSet& set, int64_t batch, int64_t frames, at::Generator& gen,
+                         std::vector<int64_t>* clip_index, std::vector<int64_t>* start) {
+  const int64_t n = set.frames.size(0), t = set.frames.size(1);
+  TORCH_CHECK(frames <= t, "window of ", frames, " frames from clips of ", t);
+  at::Tensor idx = at::randint(n, {batch}, gen, at::kLong);
+  at::Tensor st = at::randint(t - frames + 1, {batch}, gen, at::kLong);
+  std::vector<at::Tensor> out;
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t i = idx[b].item<int64_t>(), s = st[b].item<int64_t>();
+    out.push_back(set.frames[i].narrow(0, s, frames));
+    if (clip_index) clip_index->push_back(i);
+    if (start) start->push_back(s);
+  }
+  return at::stack(out);
+}
+
+double CosineLr(double base, int64_t step, int64_t total, int64_t warmup) {
+  if (step < warmup) return base * (step + 1) / static_cast<double>(warmup);
+  const double p = std::min(1.0, static_cast<double>(step - warmup) / std::max<int64_t>(1, total - warmup));
+  return base * (0.1 + 0.9 * 0.5 * (1.0 + std::cos(3.14159265358979323846 * p)));
+}
+
+std::string Fmt(double v, int digits) {
+  if (!std::isfinite(v)) return "nan";
+  return absl::StrFormat("%.*f", digits, v);
+}
+
+}  // namespace wfm::demo

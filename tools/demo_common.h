@@ -1,0 +1,142 @@
+// Shared pieces of the world-model demo stages (tools/demo_*.cc): the run plan (sizes, model widths, step
+// counts for --quick / the full CPU run / --device cuda), the output layout, the training-clip set that the
+// curation stage produces and the model stages read, CPU-time measurement and a small training-loop helper.
+//
+// Layout of OUTPUT (out/demo):
+//   world/train, world/heldout   simulated clips (NAME.mp4, NAME.txt caption, NAME.tracks.json)
+//   curated/                     `wfm curate` output (shards/, clips.jsonl, videos.jsonl, summary.json)
+//   data/train_clips.safetensors the curated world clips decoded at the model size (uint8 [N, T, H, W, 3])
+//   tokenizer/{cv,dv}.safetensors + {cv,dv}.json
+//   ar/, diffusion/              model.safetensors + config json + text_encoder.safetensors (+ latent stats)
+//   predictions/                 MP4s and PNG frame strips, metrics.json, report.html
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
+
+#include "absl/status/statusor.h"
+#include "demo.h"
+#include "wfm/core/world.h"
+
+namespace wfm::demo {
+
+struct DemoPlan {
+  std::string mode;  // "quick", "full" or "cuda"
+  std::string device = "cpu";
+
+  // The world and the prediction task.
+  int size = 64;           // frames are size x size
+  double fps = 12.0;
+  int clip_frames = 33;    // simulated clip length
+  int max_objects = 3;
+  int train_clips = 0, heldout_clips = 0;
+  uint64_t train_seed = 1000, heldout_seed = 900000;
+  int context_frames = 5;  // given frames: 1 + 4 (two latent frames of a 4x temporal tokenizer)
+  int future_frames = 12;  // predicted frames (three latent frames)
+  std::vector<int> eval_starts = {0, 12};  // window starts evaluated per held-out clip
+  int real_clip_frames = 0;  // frames of each real clip (../shared/media) given to curation (0 = all)
+
+  // Tokenizers (CV4x8x8 / DV4x8x8 layout at a reduced width).
+  int tok_channels = 32;
+  int tok_steps = 0, tok_batch = 8, tok_frames = 9;
+  double tok_lr = 1e-3;
+  std::vector<int64_t> fsq_levels = {8, 5, 5, 5};
+
+  // Built-in text encoder (trained jointly with each world model).
+  int text_dim = 128, text_layers = 2, text_heads = 4, text_ff = 256, text_max_length = 256;
+
+  // AR world model.
+  int ar_dim = 192, ar_layers = 4, ar_heads = 6;
+  int ar_steps = 0, ar_batch = 16;
+  double ar_lr = 1e-3;
+  double top_p = 0.9, temperature = 1.0;
+
+  // Diffusion world model.
+  int dit_dim = 192, dit_blocks = 4, dit_heads = 6;
+  int dit_steps = 0, dit_batch = 16;
+  double dit_lr = 5e-4;
+  int sample_steps = 24;
+  double guidance = 0.0;
+
+  int seeds = 3;  // futures per held-out window and model
+
+  int window_frames() const { return context_frames + future_frames; }
+  // The plan of a run: the mode's defaults, then ctx.overrides ("knob=value", knob names as in the flat
+  // KnobNames(); unknown knobs and bad values are InvalidArgument).
+  static absl::StatusOr<DemoPlan> For(const DemoContext& ctx);
+  absl::Status Set(const std::string& knob, const std::string& value);
+  static std::vector<std::string> KnobNames();
+  nlohmann::json ToJson() const;
+};
+
+// OUTPUT/rel, created (the parent of a file path is not created; use StageDir).
+std::string OutPath(const DemoContext& ctx, const std::string& rel);
+
+// Process CPU time (user + system, all threads) in seconds.
+double CpuSeconds();
+
+// The curated world clips at model size, and their captions.
+struct ClipSet {
+  at::Tensor frames;  // uint8 [N, T, H, W, 3]
+  std::vector<std::string> captions, names;
+};
+absl::Status SaveClipSet(const ClipSet& set, const std::string& path);
+absl::StatusOr<ClipSet> LoadClipSet(const std::string& path);
+
+// uint8 [..., H, W, 3] -> float [..., 3, ...] model layout: frames [B, T, H, W, 3] -> [B, 3, T, H, W] in [-1, 1].
+at::Tensor ToModel(const at::Tensor& frames_bthwc_u8);
+// [B, 3, T, H, W] in [-1, 1] -> uint8 [B, T, H, W, 3].
+at::Tensor FromModel(const at::Tensor& video);
+
+// Random windows of `frames` frames from random clips: uint8 [B, frames, H, W, 3] and their clip indices.
+at::Tensor SampleWindows(const ClipSet& set, int64_t batch, int64_t frames, at::Generator& gen,
+                         std::vector<int64_t>* clip_index = nullptr, std::vector<int64_t>* start = nullptr);
+
+// Cosine learning rate with linear warm-up.
+double CosineLr(double base, int64_t step, int64_t total, int64_t warmup);
+
+// One held-out prediction task: a window of a held-out clip simulated at full quality (never compressed).
+struct EvalWindow {
+  std::string name;      // "heldout_000003@12"
+  world::Clip clip;      // the whole clip: tracks, colours, caption
+  int64_t start = 0;     // first frame of the window in the clip
+  at::Tensor context;    // uint8 [context_frames, H, W, 3]
+  at::Tensor future;     // uint8 [future_frames, H, W, 3] (the truth)
+};
+// Every (held-out clip, eval start) window of the plan.
+std::vector<EvalWindow> HeldoutWindows(const DemoPlan& plan);
+
+// A world model as the evaluation stage sees it: several futures of one context window.
+class FuturePredictor {
+ public:
+  virtual ~FuturePredictor() = default;
+  // context uint8 [Tc, H, W, 3] (Tc = plan.context_frames) and the clip's caption -> uint8 [S, horizon, H, W, 3],
+  // future s drawn with seeds[s].
+  virtual absl::StatusOr<at::Tensor> Predict(const at::Tensor& context, const std::string& caption,
+                                             int64_t horizon, const std::vector<uint64_t>& seeds) = 0;
+};
+
+// The learned world models of the demo, by the stage that trains them ("ar", "diffusion"). `load` opens the
+// trained model from OUTPUT (NotFound when the stage has not run).
+struct DemoModel {
+  std::string name, label;
+  std::function<absl::StatusOr<std::unique_ptr<FuturePredictor>>(const DemoContext&, const DemoPlan&)> load;
+};
+std::vector<DemoModel>& DemoModels();
+struct DemoModelRegistrar {
+  explicit DemoModelRegistrar(DemoModel model) { DemoModels().push_back(std::move(model)); }
+};
+
+// The world as the demo simulates it (size, rate, length, objects from the plan).
+world::WorldOptions DemoWorldOptions(const DemoPlan& plan);
+
+// Formats a double with `digits` decimals ("nan" for non-finite values).
+std::string Fmt(double v, int digits = 2);
+
+}  // namespace wfm::demo
