@@ -85,10 +85,10 @@ void Bind(py::module_& m) {
       "config", [](py::object c) { return JsonToPy(ConfigFrom(c).ToJson().dump()); }, py::arg("config"),
       "Resolves a preset name, a json file (the reference params dict, or {'params': ...}) or a dict.");
 
-  py::class_<ArModel>(m, "ArModel",
-                      "The Cosmos-Predict1 AR network (Llama-style decoder over video tokens; reference state-dict "
-                      "names).")
-      .def(py::init([](py::object config, std::optional<Path> weights, uint64_t seed, const std::string& device,
+  py::class_<ArModel> model(m, "ArModel",
+                            "The Cosmos-Predict1 AR network (Llama-style decoder over video tokens; reference state-dict "
+                            "names).");
+  model.def(py::init([](py::object config, std::optional<Path> weights, uint64_t seed, const std::string& device,
                        const std::string& dtype, bool allow_missing, bool allow_unexpected) {
              ArConfig c = ConfigFrom(config);
              Check(c.Validate());
@@ -225,24 +225,6 @@ void Bind(py::module_& m) {
           "seed is the same whatever num_samples). temperature 0 = greedy; top_k > 0 replaces top_p. guidance != 1:\n"
           "classifier-free guidance against a zero context. on_frame(frame_index, tokens int64 [B, h, w]) after\n"
           "every latent frame. Returns {'tokens': int64 [B, total_frames, h, w], 'prompt_tokens', ...}.")
-      .def("state_dict", [](ArModel& a) { return StateDictOf(*a.net); },
-           "Parameters under the reference names, shared with the network (no copy).")
-      .def("parameters", [](ArModel& a) { return ParametersOf(*a.net); })
-      .def(
-          "train",
-          [](ArModel& a, bool mode) {
-            a.net->train(mode);
-            return &a;
-          },
-          py::arg("mode") = true, py::return_value_policy::reference)
-      .def(
-          "eval",
-          [](ArModel& a) {
-            a.net->eval();
-            return &a;
-          },
-          py::return_value_policy::reference)
-      .def_property_readonly("training", [](const ArModel& a) { return a.net->is_training(); })
       .def(
           "save", [](ArModel& a, const Path& path) { Check(SaveWeights(*a.net, path.value)); }, py::arg("path"),
           py::call_guard<py::gil_scoped_release>(), "Writes the weights (reference names) as safetensors, atomically.")
@@ -252,6 +234,9 @@ void Bind(py::module_& m) {
                             ", latent=", c.video_latent_shape[0], "x", c.video_latent_shape[1], "x",
                             c.video_latent_shape[2], c.insert_cross_attn ? ", cross-attention" : "", ")");
       });
+
+  DefModuleMethods(model, [](ArModel& a) -> ArTransformerImpl& { return *a.net; },
+                   "Parameters under the reference names, shared with the network (no copy).");
 
   py::class_<VideoTokenCodec>(m, "TokenCodec", "A discrete video tokenizer as the AR world model uses it.")
       .def_property_readonly("vocab_size", &VideoTokenCodec::vocab_size)
@@ -332,6 +317,23 @@ void Bind(py::module_& m) {
       "model). Returns {'videos': uint8 [B, num_frames, H, W, 3], 'tokens': int64 [B, t, h, w], timings}.\n"
       "on_frames(uint8 [B, t, H, W, 3]) streams pixel frames as they are decoded.");
 
+  m.def(
+      "tokenize_video",
+      [](VideoTokenCodec& codec, const Path& path, int64_t clip_frames, int64_t height, int64_t width, double fps,
+         int64_t max_clips) {
+        TokenizeOptions o;
+        o.clip_frames = clip_frames;
+        o.height = height;
+        o.width = width;
+        o.fps = fps;
+        o.max_clips = max_clips;
+        py::gil_scoped_release release;
+        return Unwrap(TokenizeVideo(codec, path.value, o));
+      },
+      py::arg("codec"), py::arg("path"), py::kw_only(), py::arg("clip_frames") = 33, py::arg("height") = 640,
+      py::arg("width") = 1024, py::arg("fps") = 0.0, py::arg("max_clips") = 0,
+      "Training data (what `wfm ar tokenize` does per video): consecutive clips of clip_frames (1 + k*Tc) frames,\n"
+      "resized to cover height x width and centre-cropped, tokenized: a list of int64 [t, h, w].");
   m.def(
       "moving_bar_tokens",
       [](int64_t batch, int64_t frames, int64_t height, int64_t width, int64_t vocab, uint64_t seed) {

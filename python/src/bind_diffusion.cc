@@ -89,6 +89,15 @@ TextConditioning Text(const DiffusionModel& m, std::optional<at::Tensor> emb, st
   return t;
 }
 
+VideoConditioning Video(const DiffusionModel& m, const std::optional<at::Tensor>& latent, int64_t frames) {
+  VideoConditioning v;
+  if (latent) {
+    v.latent = latent->to(m.net->device(), at::kFloat);
+    v.num_frames = frames;
+  }
+  return v;
+}
+
 // Runs fn (which samples) without the GIL, with the Python step callback installed.
 at::Tensor Sample(GenerateOptions& o, py::object callback, const std::function<absl::StatusOr<at::Tensor>()>& fn) {
   PyCallback cb(std::move(callback));
@@ -116,10 +125,10 @@ void Bind(py::module_& m) {
   m.def("latent_frames_for", &LatentFramesFor, py::arg("pixel_frames"), py::arg("temporal_compression"));
   m.def("pixel_frames_for", &PixelFramesFor, py::arg("latent_frames"), py::arg("temporal_compression"));
 
-  py::class_<DiffusionModel>(m, "DiffusionModel",
+  py::class_<DiffusionModel> model(m, "DiffusionModel",
                              "A DiT (GeneralDIT / VideoExtendGeneralDIT / MiniTrainDIT) with its parametrisation "
-                             "(EDM or rectified flow) and sampler.")
-      .def(py::init([](py::object config, std::optional<Path> weights, uint64_t seed, const std::string& device,
+                             "(EDM or rectified flow) and sampler.");
+  model.def(py::init([](py::object config, std::optional<Path> weights, uint64_t seed, const std::string& device,
                        const std::string& dtype, bool ema) {
              DiTConfig c = ConfigFrom(config);
              c10::Device dev = Unwrap(ParseDevice(device));
@@ -178,11 +187,7 @@ void Bind(py::module_& m) {
              int64_t num_condition_frames, WFM_SAMPLE_PARAMS) {
             GenerateOptions o = SampleOptions(num_steps, sampler, guidance, seed, num_samples, fps, s_churn);
             TextConditioning text = Text(d, crossattn_emb, negative);
-            VideoConditioning video;
-            if (condition_latent) {
-              video.latent = condition_latent->to(d.net->device(), at::kFloat);
-              video.num_frames = num_condition_frames;
-            }
+            VideoConditioning video = Video(d, condition_latent, num_condition_frames);
             Check(d.wm->ValidateRequest(latent_shape, text, video, o));
             return Sample(o, std::move(callback),
                           [&]() { return d.wm->Generate(latent_shape, text, video, o); });
@@ -204,11 +209,7 @@ void Bind(py::module_& m) {
              int64_t num_condition_frames, WFM_SAMPLE_PARAMS) {
             GenerateOptions o = SampleOptions(num_steps, sampler, guidance, seed, num_samples, fps, s_churn);
             TextConditioning text = Text(d, crossattn_emb, negative);
-            VideoConditioning video;
-            if (condition_latent) {
-              video.latent = condition_latent->to(d.net->device(), at::kFloat);
-              video.num_frames = num_condition_frames;
-            }
+            VideoConditioning video = Video(d, condition_latent, num_condition_frames);
             return Sample(o, std::move(callback), [&]() {
               return d.wm->GenerateLong(total_frames, clip_frames, overlap, latent_chw, text, video, o);
             });
@@ -261,25 +262,83 @@ void Bind(py::module_& m) {
           py::arg("text_dropout") = 0.2, py::arg("condition_dropout") = 0.3, py::arg("min_condition_frames") = 1,
           py::arg("max_condition_frames") = 2,
           "The denoising training loss of one batch (x0 [B, C, T, H, W] in diffusion space, crossattn_emb\n"
-          "[B, N, D]): {'loss': differentiable scalar, 'mse', 'mean_log_sigma', 'condition_frames'}.")
-      .def("state_dict", [](DiffusionModel& d) { return StateDictOf(*d.net); },
-           "Parameters and buffers under the reference names, shared with the network (no copy).")
-      .def("parameters", [](DiffusionModel& d) { return ParametersOf(*d.net); })
+          "[B, N, D]): {'loss': differentiable scalar, 'mse', 'mean_log_sigma', 'condition_frames'}.");
+  model.def(
+      "evaluation_loss",
+      [](DiffusionModel& d, const at::Tensor& x0, const at::Tensor& crossattn_emb, double fps, uint64_t seed,
+         int levels) {
+        TrainingBatch b{x0, crossattn_emb, fps};
+        py::gil_scoped_release release;
+        at::NoGradGuard no_grad;
+        return Unwrap(CatchToStatus("evaluation loss", [&]() -> absl::StatusOr<double> {
+          return EvaluationLoss(*d.net, d.wm->parametrization(), b, seed, levels);
+        }));
+      },
+      py::arg("x0"), py::arg("crossattn_emb"), py::kw_only(), py::arg("fps") = 24.0, py::arg("seed") = 0,
+      py::arg("levels") = 8,
+      "A deterministic validation loss: the weighted denoising error over `levels` fixed noise levels (no dropout,\n"
+      "no condition frames); comparable across training steps.");
+  DefModuleMethods(model, [](DiffusionModel& d) -> DiffusionNetwork& { return *d.net; },
+                   "Parameters and buffers under the reference names, shared with the network (no copy).");
+
+  m.def(
+      "synthetic_batch",
+      [](int64_t first_index, int64_t batch_size, uint64_t seed, int64_t channels, int64_t frames, int64_t height,
+         int64_t width, int64_t text_tokens, int64_t text_dim, double sigma_data) {
+        SyntheticLatentProcess p;
+        p.channels = channels;
+        p.frames = frames;
+        p.height = height;
+        p.width = width;
+        p.text_tokens = text_tokens;
+        p.text_dim = text_dim;
+        p.sigma_data = sigma_data;
+        TrainingBatch b = p.Batch(first_index, batch_size, seed);
+        return py::make_tuple(b.x0, b.crossattn_emb);
+      },
+      py::arg("first_index"), py::arg("batch_size"), py::arg("seed") = 0, py::kw_only(), py::arg("channels") = 16,
+      py::arg("frames") = 4, py::arg("height") = 8, py::arg("width") = 8, py::arg("text_tokens") = 4,
+      py::arg("text_dim") = 32, py::arg("sigma_data") = 0.5,
+      "A synthetic latent process (travelling waves; the text embedding encodes their direction) for smoke\n"
+      "training: (x0 [B, C, T, H, W] in diffusion space, crossattn_emb [B, N, D]); clip i of a seed never changes.");
+
+  py::class_<LatentFolder>(m, "LatentFolder",
+                           "A folder of pre-tokenized clips (*.safetensors with `latent` [C, T, H, W], optional\n"
+                           "`crossattn_emb` [N, D] and a `caption`): a map-style dataset.")
+      .def(py::init([](const Path& dir) { return Unwrap(LatentFolder::Open(dir.value)); }), py::arg("dir"))
+      .def("__len__", &LatentFolder::size)
+      .def_property_readonly("latent_shape", &LatentFolder::latent_shape)
       .def(
-          "train",
-          [](DiffusionModel& d, bool mode) {
-            d.net->train(mode);
-            return &d;
+          "__getitem__",
+          [](const LatentFolder& f, int64_t i) {
+            if (i < 0) i += f.size();
+            if (i < 0 || i >= f.size()) throw py::index_error("LatentFolder index out of range");
+            LatentClip c;
+            {
+              py::gil_scoped_release release;
+              c = Unwrap(f.Get(i));
+            }
+            py::dict d;
+            d["path"] = c.path;
+            d["latent"] = c.latent;
+            d["crossattn_emb"] = c.crossattn_emb;  // None when the file has none
+            d["caption"] = c.caption;
+            return d;
           },
-          py::arg("mode") = true, py::return_value_policy::reference)
-      .def(
-          "eval",
-          [](DiffusionModel& d) {
-            d.net->eval();
-            return &d;
+          py::arg("index"), "{'path', 'latent', 'crossattn_emb' (or None), 'caption'}")
+      .def_static(
+          "write",
+          [](const Path& path, const at::Tensor& latent, std::optional<at::Tensor> crossattn_emb,
+             const std::string& caption) {
+            LatentClip c;
+            c.latent = latent;
+            if (crossattn_emb) c.crossattn_emb = *crossattn_emb;
+            c.caption = caption;
+            py::gil_scoped_release release;
+            Check(LatentFolder::Write(path.value, c));
           },
-          py::return_value_policy::reference)
-      .def_property_readonly("training", [](const DiffusionModel& d) { return d.net->is_training(); });
+          py::arg("path"), py::arg("latent"), py::arg("crossattn_emb") = py::none(), py::arg("caption") = "",
+          "Writes one clip file (atomically) in the format the folder reads.");
 
   m.def(
       "video2world",

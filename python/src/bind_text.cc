@@ -111,10 +111,12 @@ void Bind(py::module_& m) {
       py::arg("pad_to_max_length") = true,
       "Hugging Face T5 convention: ids + EOS, truncated to max_length, padded -> (ids int64 [B, L], mask bool [B, L]).");
 
-  py::class_<TextEncoder, std::shared_ptr<TextEncoder>>(
+  py::class_<TextEncoder, std::shared_ptr<TextEncoder>> encoder(
       m, "TextEncoder",
-      "A text encoder: encode(prompts) -> (embeddings float32 [B, L, D], zero past each prompt; mask bool [B, L]).")
-      .def(
+      "A text encoder: encode(prompts) -> (embeddings float32 [B, L, D], zero past each prompt; mask bool [B, L]).");
+  DefModuleMethods(encoder, [](TextEncoder& e) -> torch::nn::Module& { return RequireModule(e); },
+                   "The encoder's tensors (Hugging Face names), shared with it (no copy).");
+  encoder.def(
           "encode",
           [](TextEncoder& e, py::object prompts) {
             std::vector<std::string> p = Prompts(prompts);
@@ -165,24 +167,6 @@ void Bind(py::module_& m) {
       .def_property_readonly("text_tokenizer",
                              [](TextEncoder& e) -> const Tokenizer& { return RequireT5(e, "text_tokenizer").tokenizer(); },
                              py::return_value_policy::reference_internal)
-      .def("state_dict", [](TextEncoder& e) { return StateDictOf(RequireModule(e)); },
-           "The encoder's tensors (Hugging Face names), shared with it (no copy).")
-      .def("parameters", [](TextEncoder& e) { return ParametersOf(RequireModule(e)); })
-      .def(
-          "train",
-          [](TextEncoder& e, bool mode) {
-            RequireModule(e).train(mode);
-            return &e;
-          },
-          py::arg("mode") = true, py::return_value_policy::reference)
-      .def(
-          "eval",
-          [](TextEncoder& e) {
-            RequireModule(e).eval();
-            return &e;
-          },
-          py::return_value_policy::reference)
-      .def_property_readonly("training", [](TextEncoder& e) { return RequireModule(e).is_training(); })
       .def(
           "save",
           [](TextEncoder& e, const Path& path) {

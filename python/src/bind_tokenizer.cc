@@ -142,10 +142,13 @@ void Bind(py::module_& m) {
       .def_property_readonly("frames_out", &DecodeStream::frames_out)
       .def_property_readonly("state_bytes", &DecodeStream::state_bytes);
 
-  py::class_<Tokenizer>(m, "Tokenizer",
+  py::class_<Tokenizer> tokenizer(m, "Tokenizer",
                         "A Cosmos-Tokenize1 tokenizer (CV/DV video, CI/DI image). Video input float [B, 3, T, H, W]\n"
-                        "in [-1, 1]; any T >= 1 and any H, W (padded and cropped back).")
-      .def_static(
+                        "in [-1, 1]; any T >= 1 and any H, W (padded and cropped back).");
+  DefModuleMethods(tokenizer, [](Tokenizer& t) -> TokenizerNetworkImpl& { return *NativeNet(t); },
+                   "The network's tensors under the reference names. They ARE the network's tensors (no copy): in-place\n"
+                   "changes (e.g. an optimizer step) change the tokenizer.");
+  tokenizer.def_static(
           "from_files",
           [](py::object config, const Path& weights, const std::string& device, const std::string& dtype,
              const std::string& part, bool ema, const std::string& backend) {
@@ -266,11 +269,6 @@ void Bind(py::module_& m) {
           py::arg("geometry") = py::none(), WFM_SERVE_ARGS, py::keep_alive<0, 1>(),
           "A DecodeStream (video tokenizers, streaming mode); geometry crops the output.")
       // ---- the native network as a torch module ----
-      .def("state_dict", [](const Tokenizer& t) { return StateDictOf(*NativeNet(t)); },
-           "The network's tensors under the reference names. They ARE the network's tensors (no copy): in-place\n"
-           "changes (e.g. an optimizer step) change the tokenizer.")
-      .def("parameters", [](const Tokenizer& t) { return ParametersOf(*NativeNet(t)); },
-           "The trainable parameters (for torch.optim).")
       .def(
           "load_state_dict",
           [](Tokenizer& t, const TensorMap& sd) {
@@ -279,21 +277,6 @@ void Bind(py::module_& m) {
             return Unwrap(LoadTokenizerStateDict(*net, sd, WeightsPart::kAll, "state_dict")).Summary();
           },
           py::arg("state_dict"), "Copies tensors in (strict: every problem listed in one ValueError).")
-      .def(
-          "train",
-          [](Tokenizer& t, bool mode) {
-            NativeNet(t)->train(mode);
-            return &t;
-          },
-          py::arg("mode") = true, py::return_value_policy::reference)
-      .def(
-          "eval",
-          [](Tokenizer& t) {
-            NativeNet(t)->eval();
-            return &t;
-          },
-          py::return_value_policy::reference)
-      .def_property_readonly("training", [](const Tokenizer& t) { return NativeNet(t)->is_training(); })
       .def(
           "forward",
           [](Tokenizer& t, const at::Tensor& x) {

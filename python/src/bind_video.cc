@@ -1,8 +1,11 @@
 // wfm.core video IO: probe, decode (whole, streaming callback, chunk iterator), encode (whole, incremental),
 // PNG/images, and the uint8 <-> model-input conversions. Frames are uint8 torch tensors [T, H, W, 3] (RGB)
 // shared with C++ without copies; decoding and encoding release the GIL.
+#include <nlohmann/json.hpp>
+
 #include "absl/strings/str_cat.h"
 #include "wfm/core/video_io.h"
+#include "wfm/core/world.h"
 #include "wfm_py.h"
 
 namespace wfm::py {
@@ -256,6 +259,35 @@ void Bind(py::module_& m) {
         "uint8 [T, H, W, 3] -> float32 [3, T, H, W] in [-1, 1] (the tokenizer's input convention).");
   m.def("model_output_to_frames", &ModelOutputToFrames, py::arg("video"), GilRelease(),
         "float [3, T, H, W] in [-1, 1] -> uint8 [T, H, W, 3] (clamped, rounded).");
+
+  m.def(
+      "simulate_clip",
+      [](uint64_t seed, int width, int height, double fps, int num_frames, int min_objects, int max_objects,
+         double occluder_probability, bool vary_lighting) {
+        world::WorldOptions o;
+        o.width = width;
+        o.height = height;
+        o.fps = fps;
+        o.num_frames = num_frames;
+        o.min_objects = min_objects;
+        o.max_objects = max_objects;
+        o.occluder_probability = occluder_probability;
+        o.vary_lighting = vary_lighting;
+        if (width < 8 || height < 8 || num_frames < 1 || fps <= 0 || min_objects < 0 || max_objects < min_objects)
+          throw py::value_error("simulate_clip: need width, height >= 8, num_frames >= 1, fps > 0, "
+                                "0 <= min_objects <= max_objects");
+        world::Clip c;
+        {
+          py::gil_scoped_release release;
+          c = world::SimulateClip(o, seed);
+        }
+        return py::make_tuple(c.frames, c.caption, JsonToPy(c.ToJson().dump()));
+      },
+      py::arg("seed"), py::kw_only(), py::arg("width") = 128, py::arg("height") = 128, py::arg("fps") = 12.0,
+      py::arg("num_frames") = 33, py::arg("min_objects") = 1, py::arg("max_objects") = 3,
+      py::arg("occluder_probability") = 0.5, py::arg("vary_lighting") = true,
+      "The embedded physical world (balls and boxes under gravity, occluder, lighting): (frames uint8\n"
+      "[T, H, W, 3], caption, ground truth dict with tracks). The same (options, seed) gives the same clip.");
 }
 
 #undef WFM_DECODE_ARGS

@@ -113,6 +113,31 @@ pybind11::list ParametersOf(ModuleT& module) {
   return l;
 }
 
+// Adds the torch-module methods state_dict(), parameters(), train(mode=True), eval() and the `training` property to
+// a bound class whose network is `module_of(self)` (a torch::nn::Module reference owned by self).
+template <typename T, typename... Extra, typename ModuleOf>
+void DefModuleMethods(pybind11::class_<T, Extra...>& cls, ModuleOf module_of, const char* state_dict_doc) {
+  namespace py = pybind11;
+  cls.def("state_dict", [module_of](T& self) { return StateDictOf(module_of(self)); }, state_dict_doc)
+      .def("parameters", [module_of](T& self) { return ParametersOf(module_of(self)); },
+           "The trainable parameters, shared with the network (for torch.optim).")
+      .def(
+          "train",
+          [module_of](T& self, bool mode) {
+            module_of(self).train(mode);
+            return &self;
+          },
+          py::arg("mode") = true, py::return_value_policy::reference)
+      .def(
+          "eval",
+          [module_of](T& self) {
+            module_of(self).eval();
+            return &self;
+          },
+          py::return_value_policy::reference)
+      .def_property_readonly("training", [module_of](T& self) { return module_of(self).is_training(); });
+}
+
 // "auto" (bfloat16 on CUDA, float32 elsewhere), "float32", "bfloat16", "float16" -> dtype (ValueError otherwise).
 c10::ScalarType ParseComputeDtype(const std::string& text, bool cuda);
 // Moves a module to device and its floating parameters/buffers to dtype (integer buffers keep their dtype).

@@ -124,3 +124,50 @@ def test_errors(tmp_path):
         list(cur.ShardReader(bad))
     with pytest.raises(ValueError, match="rank"):
         cur.ShardReader(tmp_path, rank=2, world_size=2)
+
+
+GIL_SCRIPT = r'''
+import errno, os, sys, threading, time
+import torch
+import wfm.core as core, wfm.curation as cur
+core.write_video("c.mkv", torch.randint(0, 255, (10, 32, 48, 3), dtype=torch.uint8), fps=10)
+data = open("c.mkv", "rb").read()
+os.mkfifo("pipe.mkv")
+out = {}
+def work():
+    try:
+        out["shots"] = cur.detect_shots("pipe.mkv", threads=1)
+    except Exception as e:  # noqa: BLE001
+        out["error"] = repr(e)
+t = threading.Thread(target=work)
+t.start()
+# The C++ side blocks opening the pipe until a writer comes: this loop (Python, main thread) can only run
+# while the detect_shots call has released the GIL.
+while t.is_alive():
+    try:
+        fd = os.open("pipe.mkv", os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno != errno.ENXIO:
+            raise
+        time.sleep(0.01)  # no reader yet
+        continue
+    os.set_blocking(fd, True)
+    try:
+        os.write(fd, data)
+    except BrokenPipeError:
+        pass
+    os.close(fd)
+t.join()
+print("OK" if "shots" in out and out["shots"]["num_frames"] >= 10 else out)
+'''
+
+
+def test_the_gil_is_released_during_native_calls(tmp_path):
+    """detect_shots on a named pipe: the Python thread that feeds the pipe must run while the call waits for it
+    (a call holding the GIL would deadlock; the subprocess timeout turns that into a failure)."""
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    r = subprocess.run([sys.executable, "-c", GIL_SCRIPT], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "OK", r.stdout + r.stderr

@@ -167,3 +167,35 @@ def test_dit_training_loss_and_errors():
     with pytest.raises(ValueError):
         model.generate([16, 2, 4, 6], num_steps=1, condition_latent=torch.zeros(1, 16, 1, 4, 6),
                        num_condition_frames=1)  # a Text2World network
+
+
+# ---- training data ----
+
+@needs
+def test_training_data_entry_points(tmp_path):
+    codec = ar.load_tokenizer_codec(str(TOK / "DV4x8x8.json"), TOK / "DV4x8x8.weights.safetensors")
+    frames, caption, truth = core.simulate_clip(3, width=32, height=32, num_frames=12)
+    assert frames.shape == (12, 32, 32, 3) and caption == truth["caption"] and truth["seed"] == 3
+    assert truth["num_frames"] == 12 and 1 <= len(truth["objects"]) <= 3
+    assert torch.equal(core.simulate_clip(3, width=32, height=32, num_frames=12)[0], frames)  # seeded
+    core.write_video(tmp_path / "w.mkv", frames, fps=12, crf=0)
+    clips = ar.tokenize_video(codec, tmp_path / "w.mkv", clip_frames=5, height=16, width=16)
+    assert len(clips) == 2 and all(c.shape == (2, 2, 2) and c.dtype == torch.int64 for c in clips)
+    assert all(int(c.max()) < codec.vocab_size for c in clips)
+    # diffusion: synthetic process, validation loss, latent folders
+    x0, emb = dif.synthetic_batch(0, 2, seed=4, frames=2, height=4, width=6, text_dim=32, text_tokens=5)
+    assert x0.shape == (2, 16, 2, 4, 6) and emb.shape == (2, 5, 32)
+    assert torch.equal(dif.synthetic_batch(1, 1, seed=4, frames=2, height=4, width=6, text_dim=32, text_tokens=5)[0],
+                       x0[1:])
+    model = dif.DiffusionModel(DIT / "dit_t2w.json", DIT / "dit_t2w.weights.safetensors")
+    e1 = model.evaluation_loss(x0, emb, seed=2)
+    assert e1 > 0 and e1 == model.evaluation_loss(x0, emb, seed=2)
+    (tmp_path / "lat").mkdir()
+    for i in range(3):
+        dif.LatentFolder.write(tmp_path / "lat" / f"{i}.safetensors", x0[i % 2], emb[i % 2], caption=f"clip {i}")
+    folder = dif.LatentFolder(tmp_path / "lat")
+    assert len(folder) == 3 and folder.latent_shape == [16, 2, 4, 6]
+    item = folder[2]
+    assert torch.equal(item["latent"], x0[0]) and item["caption"] == "clip 2"
+    with pytest.raises(IndexError):
+        folder[3]

@@ -1,6 +1,6 @@
 """Type stubs of wfm.core (the native extension). Kept in sync by python/tests/test_stubs.py."""
 import os
-from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import torch
 
@@ -165,3 +165,7 @@ def write_png_frames(dir: _Path, frames: torch.Tensor, prefix: str = "frame_") -
 def read_image(path: _Path) -> torch.Tensor: ...
 def frames_to_model_input(frames: torch.Tensor) -> torch.Tensor: ...
 def model_output_to_frames(video: torch.Tensor) -> torch.Tensor: ...
+def simulate_clip(
+    seed: int, *, width: int = 128, height: int = 128, fps: float = 12.0, num_frames: int = 33, min_objects: int = 1,
+    max_objects: int = 3, occluder_probability: float = 0.5, vary_lighting: bool = True,
+) -> tuple[torch.Tensor, str, dict[str, Any]]: ...
