@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <deque>
+#include <limits>
 #include <memory>
 
 #include <ATen/ATen.h>
@@ -37,6 +38,8 @@ struct FrameRecord {
   int64_t index = 0;
   float luma = 0, luma_std = 0, diff = 0;  // diff: mean |gray - previous distinct gray|
   bool repeated = false;                    // a constant-frame-rate repeat (no new picture)
+  bool key = false;                         // a keyframe (and not a repeat)
+  int64_t pts = 0;
   std::shared_ptr<SampleData> sample;
   at::Tensor model_rgb;  // [mh, mw, 3] on model-sampled frames
 };
@@ -155,6 +158,10 @@ class ClipAccumulator {
   }
 
   void Add(const FrameRecord& r) {
+    if (frames_ == 0) {
+      start_pts_ = r.pts;
+      start_key_ = r.key;
+    }
     ++frames_;
     luma_ += r.luma;
     std_ += r.luma_std;
@@ -184,6 +191,8 @@ class ClipAccumulator {
   }
 
   int64_t frames() const { return frames_; }
+  int64_t start_pts() const { return start_pts_; }
+  bool start_key() const { return start_key_; }
 
   void Finalize(ClipRecord* c, const AnalysisOptions& o) {
     c->crop = o.border.enabled ? BorderCrop(row_max_, col_max_, o.border) : CropBox{0, 0, g_.W, g_.H};
@@ -256,6 +265,8 @@ class ClipAccumulator {
 
  private:
   Geometry g_;
+  int64_t start_pts_ = 0;
+  bool start_key_ = false;
   int64_t frames_ = 0, distinct_ = 0, samples_ = 0, mv_frames_ = 0, fb_frames_ = 0;
   double luma_ = 0, std_ = 0, diff_ = 0;
   std::vector<double> motion_mv_, motion_fb_;
@@ -475,11 +486,23 @@ absl::StatusOr<VideoAnalysis> AnalyzeVideo(const std::string& path, const Analys
 
   WFM_ASSIGN_OR_RETURN(auto detector, MakeShotDetector(o.shots, fps));
   std::deque<FrameRecord> records;
+  std::deque<size_t> awaiting_end;  // out.clips whose first frame after the clip is not decoded yet
   std::unique_ptr<ClipAccumulator> acc;
   absl::Status clip_status;
 
   auto finalize = [&](const ClipSpan& span) -> absl::Status {
     ClipRecord c;
+    c.start_pts = acc->start_pts();
+    c.start_key = acc->start_key();
+    // The frame after the clip: the next one to be released, or one not decoded yet (filled in when it is; if
+    // the stream ends first, the clip runs to the end of the stream).
+    c.end_pts = ClipRecord::kEndOfStream;
+    c.end_key = true;
+    bool end_known = !records.empty() && records.front().index == span.end;
+    if (end_known) {
+      c.end_pts = records.front().pts;
+      c.end_key = records.front().key;
+    }
     c.source_video = path;
     c.start_frame = span.start;
     c.end_frame = span.end;
@@ -515,6 +538,7 @@ absl::StatusOr<VideoAnalysis> AnalyzeVideo(const std::string& path, const Analys
       }
     }
     ApplyFilters(&c, o.filters);
+    if (!end_known) awaiting_end.push_back(out.clips.size());
     out.clips.push_back(std::move(c));
     return absl::OkStatus();
   };
@@ -558,6 +582,8 @@ absl::StatusOr<VideoAnalysis> AnalyzeVideo(const std::string& path, const Analys
     r.luma_std = static_cast<float>(std::sqrt(std::max(0.0, s2 / n - (s / n) * (s / n))));
     r.diff = static_cast<float>(d / n);
     r.repeated = f.repeated();
+    r.key = f.key_frame() && !f.repeated();
+    r.pts = f.pts();
     if (!f.repeated()) {
       std::swap(prev_distinct, last_distinct);
       prev_distinct_index = last_distinct_index;
@@ -603,6 +629,14 @@ absl::StatusOr<VideoAnalysis> AnalyzeVideo(const std::string& path, const Analys
       r.model_rgb = t;
     }
     have_prev = true;
+    while (!awaiting_end.empty() && out.clips[awaiting_end.front()].end_frame <= r.index) {
+      ClipRecord& c = out.clips[awaiting_end.front()];
+      if (c.end_frame == r.index) {
+        c.end_pts = r.pts;
+        c.end_key = r.key;
+      }
+      awaiting_end.pop_front();
+    }
     records.push_back(std::move(r));
 
     WFM_RETURN_IF_ERROR(detector->Push(i, rgb.data()), path);
@@ -694,6 +728,10 @@ nlohmann::json ClipRecord::ToJson(bool with_embedding) const {
   j["shard"] = shard.empty() ? nlohmann::json(nullptr) : nlohmann::json(shard);
   j["key"] = key;
   j["stream_copied"] = stream_copied;
+  j["keyframes"] = {{"start_pts", start_pts},
+                    {"end_pts", end_pts == kEndOfStream ? nlohmann::json(nullptr) : nlohmann::json(end_pts)},
+                    {"start_key", start_key},
+                    {"end_key", end_key}};
   if (with_embedding && !embedding.empty()) j["embedding"] = embedding;
   return j;
 }
@@ -746,6 +784,13 @@ ClipRecord ClipRecord::FromJson(const nlohmann::json& j) {
   if (j.contains("shard") && j["shard"].is_string()) c.shard = j["shard"];
   c.key = j.value("key", "");
   c.stream_copied = j.value("stream_copied", false);
+  if (j.contains("keyframes") && j["keyframes"].is_object()) {
+    const auto& k = j["keyframes"];
+    c.start_pts = k.value("start_pts", int64_t{0});
+    c.end_pts = k.contains("end_pts") && k["end_pts"].is_number() ? k["end_pts"].get<int64_t>() : kEndOfStream;
+    c.start_key = k.value("start_key", false);
+    c.end_key = k.value("end_key", false);
+  }
   return c;
 }
 

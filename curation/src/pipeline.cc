@@ -445,6 +445,10 @@ absl::StatusOr<nlohmann::json> RunCurate(const CurateOptions& o) {
           j.end_frame = c.end_frame;
           j.crop = c.crop;
           j.output = absl::StrCat(tmp, "/", c.span_uuid, ".mp4");
+          j.start_pts = c.start_pts;
+          j.end_pts = c.end_pts;
+          j.start_key = c.start_key;
+          j.end_key = c.end_key;
           jobs.push_back(j);
           job_clip.push_back(k);
           temp_files.push_back(j.output);

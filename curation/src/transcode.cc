@@ -160,6 +160,10 @@ absl::StatusOr<ClipOutput> StreamCopy(const std::string& source, const ClipJob& 
   int vi = av_find_best_stream(in.get(), AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
   if (vi < 0) return FfmpegError(vi, absl::StrCat("video stream of ", source));
   AVStream* ist = in->streams[vi];
+  if (ist->codecpar->video_delay > 0 && !job.end_key) {
+    // With B-frames, packets just before a non-key end frame may reference frames after it.
+    return absl::FailedPreconditionError("clip end is not keyframe-aligned in a stream with B-frames");
+  }
   std::string tmp = job.output + ".tmp";
   AVFormatContext* oraw = nullptr;
   r = avformat_alloc_output_context2(&oraw, nullptr, "mp4", tmp.c_str());

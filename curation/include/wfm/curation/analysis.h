@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -101,6 +102,11 @@ struct ClipRecord {
   std::vector<uint64_t> phash;
   std::vector<float> embedding;
   std::string caption, caption_source;  // caption_source: "sidecar:<file>", "model:<name>", "none"
+  // Keyframe alignment (for stream copy): timestamps (stream time base) of the first frame and of the first
+  // frame after the clip (kEndOfStream: none; null in JSON), and whether those are keyframes.
+  static constexpr int64_t kEndOfStream = std::numeric_limits<int64_t>::max();
+  int64_t start_pts = 0, end_pts = 0;
+  bool start_key = false, end_key = false;
   // Outcome.
   bool kept = true;
   std::vector<std::string> filter_reasons;
