@@ -5,6 +5,8 @@
 #include <sys/resource.h>
 
 #include <ATen/ATen.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adamw.h>
 
 #include <cmath>
 
@@ -14,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "wfm/core/file_util.h"
+#include "wfm/core/progress.h"
 #include "wfm/core/safetensors.h"
 #include "wfm/core/status.h"
 
@@ -252,6 +255,32 @@ double CosineLr(double base, int64_t step, int64_t total, int64_t warmup) {
   if (step < warmup) return base * (step + 1) / static_cast<double>(warmup);
   const double p = std::min(1.0, static_cast<double>(step - warmup) / std::max<int64_t>(1, total - warmup));
   return base * (0.1 + 0.9 * 0.5 * (1.0 + std::cos(3.14159265358979323846 * p)));
+}
+
+absl::StatusOr<double> RunTrainLoop(const TrainLoopOptions& options, const std::vector<at::Tensor>& params,
+                                    const std::function<absl::StatusOr<at::Tensor>(int64_t, std::string*)>& step_fn) {
+  torch::optim::AdamW opt(params, torch::optim::AdamWOptions(options.lr).betas({0.9, 0.99}).weight_decay(0.0));
+  Progress progress(options.label, options.steps, "steps");
+  double ema = 0;
+  for (int64_t step = 0; step < options.steps; ++step) {
+    for (auto& g : opt.param_groups()) {
+      static_cast<torch::optim::AdamWOptions&>(g.options())
+          .lr(CosineLr(options.lr, step, options.steps, std::min(options.warmup, options.steps / 4 + 1)));
+    }
+    std::string status;
+    WFM_ASSIGN_OR_RETURN(at::Tensor loss, step_fn(step, &status), options.label, " step ", step);
+    const double l = loss.item<double>();
+    if (!std::isfinite(l)) return absl::InternalError(absl::StrCat(options.label, ": loss ", l, " at step ", step));
+    opt.zero_grad();
+    loss.backward();
+    torch::nn::utils::clip_grad_norm_(params, 1.0);
+    opt.step();
+    ema = step == 0 ? l : 0.95 * ema + 0.05 * l;
+    progress.SetStatus(absl::StrCat(absl::StrFormat("loss %.4f", ema), status.empty() ? "" : " ", status));
+    progress.Add(1);
+  }
+  progress.Finish();
+  return ema;
 }
 
 std::string Fmt(double v, int digits) {

@@ -101,6 +101,19 @@ at::Tensor SampleWindows(const ClipSet& set, int64_t batch, int64_t frames, at::
 // Cosine learning rate with linear warm-up.
 double CosineLr(double base, int64_t step, int64_t total, int64_t warmup);
 
+// The demo's small training loop: AdamW (no weight decay) over `params` with warm-up + cosine, gradient clipping
+// at 1, a progress line with ETA and the smoothed loss. `step_fn(step)` returns the differentiable loss of one
+// batch (and may append "name value" text to *status). Returns the smoothed final loss; a non-finite loss is an
+// error naming the step.
+struct TrainLoopOptions {
+  std::string label;
+  int64_t steps = 0;
+  double lr = 1e-3;
+  int64_t warmup = 20;
+};
+absl::StatusOr<double> RunTrainLoop(const TrainLoopOptions& options, const std::vector<at::Tensor>& params,
+                                    const std::function<absl::StatusOr<at::Tensor>(int64_t step, std::string* status)>& step_fn);
+
 // One held-out prediction task: a window of a held-out clip simulated at full quality (never compressed).
 struct EvalWindow {
   std::string name;      // "heldout_000003@12"

@@ -6,7 +6,6 @@
 // the held-out clips (PSNR/SSIM of reconstructions) and saved as OUTPUT/tokenizer/{cv,dv}.safetensors with the
 // config in the file's metadata and beside it as {cv,dv}.json.
 #include <ATen/ATen.h>
-#include <torch/optim/adamw.h>
 
 #include <chrono>
 
@@ -69,28 +68,15 @@ absl::StatusOr<TokResult> TrainTokenizer(DemoContext& ctx, const DemoPlan& plan,
   net->to(device);
   TokResult r;
   for (const auto& p : net->parameters()) r.parameters += p.numel();
-  torch::optim::AdamW opt(net->parameters(), torch::optim::AdamWOptions(plan.tok_lr).betas({0.9, 0.99}).weight_decay(0.0));
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(discrete ? 21 : 20);
-  Progress progress(absl::StrCat("tokenizer ", discrete ? "DV" : "CV"), plan.tok_steps, "steps");
-  double ema = 0;
-  for (int step = 0; step < plan.tok_steps; ++step) {
-    for (auto& g : opt.param_groups()) {
-      static_cast<torch::optim::AdamWOptions&>(g.options()).lr(CosineLr(plan.tok_lr, step, plan.tok_steps, 20));
-    }
-    at::Tensor x = ToModel(SampleWindows(train, plan.tok_batch, plan.tok_frames, gen)).to(device);  // [B,3,F,H,W]
-    if (at::rand({1}, gen).item<double>() < 0.5) x = x.flip({4});  // mirror: the physics is symmetric
-    auto out = net->forward(x);
-    at::Tensor loss = (out.reconstruction - x).abs().mean();
-    opt.zero_grad();
-    loss.backward();
-    opt.step();
-    const double l = loss.item<double>();
-    ema = step == 0 ? l : 0.95 * ema + 0.05 * l;
-    progress.SetStatus(absl::StrFormat("L1 %.4f", ema));
-    progress.Add(1);
-  }
-  progress.Finish();
-  r.loss = ema;
+  WFM_ASSIGN_OR_RETURN(
+      r.loss, RunTrainLoop({absl::StrCat("tokenizer ", discrete ? "DV" : "CV"), plan.tok_steps, plan.tok_lr},
+                           net->parameters(), [&](int64_t, std::string*) -> absl::StatusOr<at::Tensor> {
+                             at::Tensor x = ToModel(SampleWindows(train, plan.tok_batch, plan.tok_frames, gen));
+                             if (at::rand({1}, gen).item<double>() < 0.5) x = x.flip({4});  // mirrored world
+                             x = x.to(device);                                              // [B, 3, F, H, W]
+                             return (net->forward(x).reconstruction - x).abs().mean();      // L1
+                           }));
 
   // Held-out reconstruction of whole windows.
   net->eval();

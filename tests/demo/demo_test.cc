@@ -27,7 +27,7 @@ TEST(WfmDemoTest, QuickRunWritesAConsistentReport) {
                                      &log);
   ASSERT_EQ(rc, 0) << log;
   for (const char* f : {"report.html", "metrics.json", "summary.json", "plan.json", "predictions/window_0.png",
-                        "predictions/window_0.mp4", "tokenizer/cv.safetensors", "tokenizer/dv.safetensors",
+                        "predictions/window_0.mp4", "tokenizer/cv.safetensors", "tokenizer/dv.safetensors", "ar/model.safetensors", "diffusion/model.safetensors",
                         "curated/summary.json", "data/train_clips.safetensors"}) {
     EXPECT_TRUE(fs::exists(out + "/" + f)) << f << " missing\n" << log;
   }
@@ -39,8 +39,9 @@ TEST(WfmDemoTest, QuickRunWritesAConsistentReport) {
   ASSERT_TRUE(metrics["predictors"].contains("copy_last"));
   ASSERT_TRUE(metrics["predictors"].contains("constant_velocity"));
   int scored = 0;
+  for (const char* model : {"ar", "diffusion"}) ASSERT_TRUE(metrics["predictors"].contains(model)) << model;
   for (const auto& [name, p] : metrics["predictors"].items()) {
-    if (p["kind"] == "baseline") EXPECT_EQ(p["status"], "ok") << name;
+    EXPECT_EQ(p["status"], "ok") << name;  // both world models and both baselines were scored
     if (p["status"] != "ok") {
       // An honest "not evaluated" row, never numbers.
       EXPECT_NE(html.find(HtmlEscape(p["status"].get<std::string>())), std::string::npos) << name;
@@ -62,7 +63,7 @@ TEST(WfmDemoTest, QuickRunWritesAConsistentReport) {
         Num(p["mean"]["ssim"], 3), Num(p["mean"]["pos_err_px"], 2), Num(p["mean"]["detected"], 2));
     EXPECT_NE(html.find(row), std::string::npos) << "report row missing: " << row;
   }
-  EXPECT_GE(scored, 2);
+  EXPECT_EQ(scored, 4);
   EXPECT_NE(html.find("<svg"), std::string::npos);
   // The example video: given + predicted frames of a window.
   WFM_ASSERT_OK_AND_ASSIGN(VideoInfo info, ProbeVideo(out + "/predictions/window_0.mp4", /*exact=*/true));

@@ -1,0 +1,207 @@
+// Demo stage "ar": the autoregressive world model on the DV tokenizer's discrete tokens. Every curated training
+// clip is cut into prediction windows (17 frames at starts 0, 4, 8, ...), each encoded on its own as the model
+// will see a prompt (5 latent frames of 8x8 tokens). A small Cosmos-Predict1 Video2World transformer
+// (wfm/autoregressive: cross-attention to the text, <bov>, QK-norm) and a built-in text encoder are trained
+// jointly with the reference's teacher-forced loss (ar::TeacherForcedLoss: the first two latent frames condition,
+// the rest are predicted; text dropout for the unconditional branch). Video2World = ar::GenerateWorld (encode
+// the given frames, sample the remaining tokens, decode). Saves OUTPUT/ar/{model.safetensors, config.json,
+// text_encoder.safetensors}.
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "demo_common.h"
+#include "wfm/autoregressive/config.h"
+#include "wfm/autoregressive/train.h"
+#include "wfm/autoregressive/transformer.h"
+#include "wfm/autoregressive/weights.h"
+#include "wfm/autoregressive/world.h"
+#include "wfm/core/file_util.h"
+#include "wfm/core/progress.h"
+#include "wfm/core/runtime.h"
+#include "wfm/core/status.h"
+#include "wfm/core/text/builtin_encoder.h"
+
+namespace wfm::demo {
+namespace {
+
+constexpr int64_t kWindowStride = 4;  // pixel frames between training windows of a clip
+
+std::string ArDir(const DemoContext& ctx) { return OutPath(ctx, "ar"); }
+
+absl::StatusOr<std::unique_ptr<ar::VideoTokenCodec>> OpenCodec(const DemoContext& ctx, const DemoPlan& plan) {
+  return ar::LoadTokenizerCodec(OutPath(ctx, "tokenizer/dv.json"), OutPath(ctx, "tokenizer/dv.safetensors"),
+                                plan.device);
+}
+
+absl::StatusOr<ar::ArConfig> DemoArConfig(const DemoPlan& plan, int64_t vocab, int64_t latent_frames,
+                                          int64_t latent_size) {
+  WFM_ASSIGN_OR_RETURN(ar::ArConfig c, ar::ArConfig::Preset("tiny-v2w"));
+  c.dim = plan.ar_dim;
+  c.n_layers = plan.ar_layers;
+  c.n_heads = plan.ar_heads;
+  c.n_kv_heads = plan.ar_heads;
+  c.head_dim = std::nullopt;
+  c.ffn_hidden_size = 3 * plan.ar_dim;
+  c.vocab_size = vocab;
+  c.video_latent_shape = {latent_frames, latent_size, latent_size};
+  c.max_seq_len = c.VideoTokens() + 1;
+  c.original_seq_len = c.max_seq_len;
+  c.max_batch_size = std::max<int64_t>(plan.ar_batch, plan.seeds);
+  c.context_dim = plan.text_dim;
+  WFM_RETURN_IF_ERROR(c.Validate());
+  return c;
+}
+
+text::BuiltinTextEncoderOptions DemoTextOptions(const DemoPlan& plan, uint64_t seed) {
+  text::BuiltinTextEncoderOptions o;
+  o.d_model = plan.text_dim;
+  o.num_layers = plan.text_layers;
+  o.num_heads = plan.text_heads;
+  o.d_kv = plan.text_dim / plan.text_heads;
+  o.d_ff = plan.text_ff;
+  o.dropout_rate = 0.0;
+  o.max_length = plan.text_max_length;
+  o.seed = seed;
+  o.device = plan.device;
+  o.pad_to_max_length = false;
+  return o;
+}
+
+absl::Status RunArStage(DemoContext& ctx) {
+  WFM_ASSIGN_OR_RETURN(const DemoPlan plan, DemoPlan::For(ctx));
+  WFM_ASSIGN_OR_RETURN(c10::Device device, ParseDevice(plan.device));
+  WFM_ASSIGN_OR_RETURN(ClipSet train, LoadClipSet(OutPath(ctx, "data/train_clips.safetensors")));
+  WFM_ASSIGN_OR_RETURN(std::unique_ptr<ar::VideoTokenCodec> codec, OpenCodec(ctx, plan));
+
+  // Tokenize the training windows.
+  const int64_t n = train.frames.size(0), t = train.frames.size(1), wf = plan.window_frames();
+  std::vector<at::Tensor> tokens;
+  std::vector<int64_t> clip_of;
+  {
+    at::NoGradGuard ng;
+    Progress progress("ar tokenize", n, "clips");
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t s = 0; s + wf <= t; s += kWindowStride) {
+        WFM_ASSIGN_OR_RETURN(at::Tensor idx, codec->Encode(ToModel(train.frames[i].narrow(0, s, wf).unsqueeze(0)).to(device)));
+        tokens.push_back(idx[0].cpu());  // [t, h, w]
+        clip_of.push_back(i);
+      }
+      progress.Add(1);
+    }
+    progress.Finish();
+  }
+  const at::Tensor all = at::stack(tokens);  // int64 [W, t, h, w]
+  WFM_ASSIGN_OR_RETURN(ar::ArConfig config, DemoArConfig(plan, codec->vocab_size(), all.size(1), all.size(2)));
+  const int64_t condition_frames = 1 + (plan.context_frames - 1) / codec->temporal_compression();
+
+  at::manual_seed(30);
+  ar::ArTransformer net(config);
+  net->InitWeights(30);
+  net->to(device);
+  WFM_ASSIGN_OR_RETURN(std::unique_ptr<text::T5TextEncoder> text_encoder,
+                       text::CreateBuiltinTextEncoder(DemoTextOptions(plan, 31)));
+  std::vector<at::Tensor> params = net->parameters();
+  for (const at::Tensor& p : text_encoder->module()->parameters()) params.push_back(p);
+  int64_t net_params = 0;
+  for (const at::Tensor& p : net->parameters()) net_params += p.numel();
+
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(32);
+  ar::ArLossOptions lo;
+  lo.condition_frames = condition_frames;
+  lo.text_dropout = 0.1;
+  double accuracy = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  WFM_ASSIGN_OR_RETURN(
+      double loss,
+      RunTrainLoop({"ar train", plan.ar_steps, plan.ar_lr}, params,
+                   [&](int64_t, std::string* status) -> absl::StatusOr<at::Tensor> {
+                     const at::Tensor pick = at::randint(all.size(0), {plan.ar_batch}, gen, at::kLong);
+                     std::vector<std::string> captions;
+                     for (int64_t b = 0; b < plan.ar_batch; ++b) {
+                       captions.push_back(train.captions[clip_of[pick[b].item<int64_t>()]]);
+                     }
+                     WFM_ASSIGN_OR_RETURN(text::TextEmbeddings emb, text_encoder->Encode(captions));
+                     const ar::TextContext text = ar::EncodedTextContext(emb, /*cosmos_padding=*/false);
+                     WFM_ASSIGN_OR_RETURN(ar::ArLossOutput out,
+                                          ar::TeacherForcedLoss(*net, all.index_select(0, pick).to(device), &text, lo,
+                                                                &gen));
+                     accuracy = accuracy == 0 ? out.accuracy : 0.95 * accuracy + 0.05 * out.accuracy;
+                     *status = absl::StrFormat("acc %.3f", accuracy);
+                     return out.loss;
+                   }));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  const std::string dir = ctx.StageDir("ar");
+  net->to(at::kCPU);
+  WFM_RETURN_IF_ERROR(ar::SaveWeights(*net, dir + "/model.safetensors"));
+  WFM_RETURN_IF_ERROR(WriteFileAtomically(dir + "/config.json", config.ToJson().dump(2) + "\n"));
+  WFM_RETURN_IF_ERROR(text::SaveBuiltinTextEncoder(*text_encoder, dir + "/text_encoder.safetensors"));
+  ctx.Table("AR world model (teacher-forced, training windows)",
+            {"parameters", "windows", "tokens/window", "steps", "loss", "token acc", "train s"},
+            {{absl::StrFormat("%.2fM", net_params / 1e6), absl::StrCat(all.size(0)),
+              absl::StrCat(config.VideoTokens()), absl::StrCat(plan.ar_steps), Fmt(loss, 3), Fmt(accuracy, 3),
+              Fmt(seconds, 1)}});
+  ctx.summary["ar"] = {{"parameters", net_params}, {"windows", all.size(0)}, {"steps", plan.ar_steps},
+                       {"train_loss", loss}, {"train_token_accuracy", accuracy}, {"train_seconds", seconds}};
+  return absl::OkStatus();
+}
+
+// Video2World with the trained model: GenerateWorld from the given frames and the caption.
+class ArPredictor : public FuturePredictor {
+ public:
+  absl::StatusOr<at::Tensor> Predict(const at::Tensor& context, const std::string& caption, int64_t horizon,
+                                     const std::vector<uint64_t>& seeds) override {
+    at::NoGradGuard ng;
+    WFM_ASSIGN_OR_RETURN(text::TextEmbeddings emb, text_encoder->Encode({caption}));
+    const ar::TextContext text = ar::EncodedTextContext(emb, /*cosmos_padding=*/false);
+    ar::WorldOptions o;
+    o.num_input_frames = context.size(0);
+    o.num_frames = context.size(0) + horizon;
+    o.generation.num_samples = static_cast<int64_t>(seeds.size());
+    o.generation.seed = seeds.empty() ? 0 : seeds[0];
+    o.generation.sampling.temperature = plan.temperature;
+    o.generation.sampling.top_p = plan.top_p;
+    o.generation.show_progress = false;
+    WFM_ASSIGN_OR_RETURN(ar::WorldResult r, ar::GenerateWorld(*net, *codec, context, &text, o));
+    return r.videos.narrow(1, context.size(0), horizon).contiguous();  // [S, horizon, H, W, 3]
+  }
+
+  DemoPlan plan;
+  ar::ArTransformer net{nullptr};
+  std::unique_ptr<ar::VideoTokenCodec> codec;
+  std::unique_ptr<text::TextEncoder> text_encoder;
+};
+
+absl::StatusOr<std::unique_ptr<FuturePredictor>> LoadArPredictor(const DemoContext& ctx, const DemoPlan& plan) {
+  const std::string dir = ArDir(ctx);
+  if (!std::filesystem::exists(dir + "/model.safetensors")) {
+    return absl::NotFoundError(dir + "/model.safetensors: not trained");
+  }
+  auto p = std::make_unique<ArPredictor>();
+  p->plan = plan;
+  WFM_ASSIGN_OR_RETURN(ar::ArConfig config, ar::ArConfig::FromJsonFile(dir + "/config.json"));
+  p->net = ar::ArTransformer(config);
+  WFM_RETURN_IF_ERROR(ar::LoadWeights(*p->net, dir + "/model.safetensors"));
+  WFM_ASSIGN_OR_RETURN(c10::Device device, ParseDevice(plan.device));
+  p->net->to(device);
+  p->net->eval();
+  WFM_ASSIGN_OR_RETURN(p->codec, OpenCodec(ctx, plan));
+  text::LoadBuiltinOptions to;
+  to.device = plan.device;
+  to.trainable = false;
+  to.pad_to_max_length = false;
+  WFM_ASSIGN_OR_RETURN(p->text_encoder, text::LoadBuiltinTextEncoder(dir + "/text_encoder.safetensors", to));
+  return p;
+}
+
+const DemoModelRegistrar kArModel({"ar", "AR (DV tokens)", LoadArPredictor});
+
+}  // namespace
+
+WFM_REGISTER_DEMO_STAGE(60, "ar", "train the AR world model on DV tokens (+ the built-in text encoder)", RunArStage);
+
+}  // namespace wfm::demo

@@ -1,0 +1,235 @@
+// Demo stage "diffusion": the diffusion world model on the CV tokenizer's continuous latents. Every curated
+// training clip is cut into prediction windows (17 frames at starts 0, 4, 8, ...), each encoded on its own
+// (latent [16, 5, 8, 8]); per-channel latent statistics normalise them (x0 = sigma_data * (z - mean) / std). A
+// small Cosmos-Predict1 Video2World DiT (wfm/diffusion, EDM) and a built-in text encoder are trained jointly
+// with the reference's denoising loss (diffusion::DiffusionTrainingLoss: the first two latent frames given,
+// condition-frame and text dropout). Video2World = DiffusionWorldModel::Generate conditioned on the encoded
+// given frames, then the CV decoder. Saves OUTPUT/diffusion/{model.safetensors, config.json, latent_stats.safetensors,
+// text_encoder.safetensors}.
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "demo_common.h"
+#include "wfm/core/checkpoint.h"
+#include "wfm/core/file_util.h"
+#include "wfm/core/progress.h"
+#include "wfm/core/runtime.h"
+#include "wfm/core/safetensors.h"
+#include "wfm/core/status.h"
+#include "wfm/core/text/builtin_encoder.h"
+#include "wfm/diffusion/dit.h"
+#include "wfm/diffusion/training.h"
+#include "wfm/diffusion/world_model.h"
+#include "wfm/tokenizer/tokenizer.h"
+
+namespace wfm::demo {
+namespace {
+
+constexpr int64_t kWindowStride = 4;  // pixel frames between training windows of a clip
+
+absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> OpenCv(const DemoContext& ctx, const DemoPlan& plan) {
+  WFM_ASSIGN_OR_RETURN(tokenizer::TokenizerConfig config,
+                       tokenizer::TokenizerConfig::FromPresetOrFile(OutPath(ctx, "tokenizer/cv.json")));
+  tokenizer::TokenizerOptions o;
+  o.device = plan.device;
+  o.dtype = "float32";
+  return tokenizer::Tokenizer::Create(config, OutPath(ctx, "tokenizer/cv.safetensors"), o);
+}
+
+absl::StatusOr<diffusion::DiTConfig> DemoDiTConfig(const DemoPlan& plan) {
+  WFM_ASSIGN_OR_RETURN(diffusion::DiTConfig c, diffusion::DiTConfig::Preset("tiny-video2world"));
+  c.model_channels = plan.dit_dim;
+  c.num_blocks = plan.dit_blocks;
+  c.num_heads = plan.dit_heads;
+  c.adaln_lora_dim = std::max(16, plan.dit_dim / 4);
+  c.crossattn_emb_channels = plan.text_dim;
+  c.max_img_h = c.max_img_w = 16;
+  c.max_frames = 16;
+  c.base_fps = plan.fps;
+  WFM_RETURN_IF_ERROR(c.Validate());
+  return c;
+}
+
+text::BuiltinTextEncoderOptions TextOptions(const DemoPlan& plan) {
+  text::BuiltinTextEncoderOptions o;
+  o.d_model = plan.text_dim;
+  o.num_layers = plan.text_layers;
+  o.num_heads = plan.text_heads;
+  o.d_kv = plan.text_dim / plan.text_heads;
+  o.d_ff = plan.text_ff;
+  o.dropout_rate = 0.0;
+  o.max_length = plan.text_max_length;
+  o.seed = 41;
+  o.device = plan.device;
+  o.pad_to_max_length = false;
+  return o;
+}
+
+absl::Status RunDiffusionStage(DemoContext& ctx) {
+  WFM_ASSIGN_OR_RETURN(const DemoPlan plan, DemoPlan::For(ctx));
+  WFM_ASSIGN_OR_RETURN(c10::Device device, ParseDevice(plan.device));
+  WFM_ASSIGN_OR_RETURN(ClipSet train, LoadClipSet(OutPath(ctx, "data/train_clips.safetensors")));
+  WFM_ASSIGN_OR_RETURN(std::unique_ptr<tokenizer::Tokenizer> cv, OpenCv(ctx, plan));
+
+  // Encode the training windows.
+  const int64_t n = train.frames.size(0), t = train.frames.size(1), wf = plan.window_frames();
+  std::vector<at::Tensor> latents;
+  std::vector<int64_t> clip_of;
+  {
+    at::NoGradGuard ng;
+    Progress progress("diffusion encode", n, "clips");
+    for (int64_t i = 0; i < n; ++i) {
+      std::vector<at::Tensor> windows;
+      for (int64_t s = 0; s + wf <= t; s += kWindowStride) {
+        windows.push_back(train.frames[i].narrow(0, s, wf));
+        clip_of.push_back(i);
+      }
+      WFM_ASSIGN_OR_RETURN(tokenizer::EncodeResult enc, cv->Encode(ToModel(at::stack(windows))));
+      latents.push_back(enc.latent.cpu());  // [w, C, t, h, w]
+      progress.Add(1);
+    }
+    progress.Finish();
+  }
+  const at::Tensor z = at::cat(latents);  // [W, C, t, h, w]
+  diffusion::LatentStats stats;
+  stats.mean = z.mean({0, 2, 3, 4});                  // [C]
+  stats.std = z.std({0, 2, 3, 4}).clamp_min(1e-3);  // [C]
+  WFM_ASSIGN_OR_RETURN(diffusion::DiTConfig config, DemoDiTConfig(plan));
+  WFM_ASSIGN_OR_RETURN(std::shared_ptr<diffusion::DiffusionNetwork> net, diffusion::MakeDiffusionNetwork(config));
+  at::manual_seed(40);
+  net->InitializeWeights();
+  net->to(device);
+  const std::unique_ptr<diffusion::Parametrization> param = diffusion::DefaultParametrization(config);
+  const at::Tensor x0_all = stats.Normalize(z).mul(param->sigma_data());  // diffusion space
+  WFM_ASSIGN_OR_RETURN(std::unique_ptr<text::T5TextEncoder> text_encoder,
+                       text::CreateBuiltinTextEncoder(TextOptions(plan)));
+  std::vector<at::Tensor> params = net->parameters();
+  for (const at::Tensor& p : text_encoder->module()->parameters()) params.push_back(p);
+  int64_t net_params = 0;
+  for (const at::Tensor& p : net->parameters()) net_params += p.numel();
+
+  const int64_t condition_frames = 1 + (plan.context_frames - 1) / cv->config().temporal_compression;
+  diffusion::DiffusionTrainingOptions lo;
+  lo.text_dropout = 0.1;
+  lo.condition_dropout = 0.1;
+  lo.min_condition_frames = lo.max_condition_frames = condition_frames;
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(42);
+  double mse = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  WFM_ASSIGN_OR_RETURN(
+      double loss,
+      RunTrainLoop({"diffusion train", plan.dit_steps, plan.dit_lr}, params,
+                   [&](int64_t, std::string* status) -> absl::StatusOr<at::Tensor> {
+                     const at::Tensor pick = at::randint(x0_all.size(0), {plan.dit_batch}, gen, at::kLong);
+                     std::vector<std::string> captions;
+                     for (int64_t b = 0; b < plan.dit_batch; ++b) {
+                       captions.push_back(train.captions[clip_of[pick[b].item<int64_t>()]]);
+                     }
+                     WFM_ASSIGN_OR_RETURN(text::TextEmbeddings emb, text_encoder->Encode(captions));
+                     diffusion::TrainingBatch batch{x0_all.index_select(0, pick).to(device), emb.embeddings,
+                                                    plan.fps};
+                     diffusion::LossOutput out = diffusion::DiffusionTrainingLoss(*net, *param, batch, lo, gen);
+                     mse = mse == 0 ? out.mse : 0.95 * mse + 0.05 * out.mse;
+                     *status = absl::StrFormat("mse %.4f", mse);
+                     return out.loss;
+                   }));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  const std::string dir = ctx.StageDir("diffusion");
+  net->to(at::kCPU);
+  WFM_RETURN_IF_ERROR(SaveModule(*net, dir + "/model.safetensors"));
+  WFM_RETURN_IF_ERROR(WriteFileAtomically(dir + "/config.json", config.ToJson().dump(2) + "\n"));
+  WFM_RETURN_IF_ERROR(WriteSafetensors(dir + "/latent_stats.safetensors", {{"mean", stats.mean}, {"std", stats.std}}));
+  WFM_RETURN_IF_ERROR(text::SaveBuiltinTextEncoder(*text_encoder, dir + "/text_encoder.safetensors"));
+  ctx.Table("diffusion world model (denoising, training windows)",
+            {"parameters", "windows", "latent", "steps", "loss", "x0 mse", "train s"},
+            {{absl::StrFormat("%.2fM", net_params / 1e6), absl::StrCat(z.size(0)),
+              absl::StrFormat("%dx%dx%dx%d", z.size(1), z.size(2), z.size(3), z.size(4)), absl::StrCat(plan.dit_steps),
+              Fmt(loss, 4), Fmt(mse, 4), Fmt(seconds, 1)}});
+  ctx.summary["diffusion"] = {{"parameters", net_params}, {"windows", z.size(0)}, {"steps", plan.dit_steps},
+                              {"train_loss", loss}, {"train_x0_mse", mse}, {"train_seconds", seconds}};
+  return absl::OkStatus();
+}
+
+// Video2World with the trained model: the given frames' latent conditions the first latent frames.
+class DiffusionPredictor : public FuturePredictor {
+ public:
+  absl::StatusOr<at::Tensor> Predict(const at::Tensor& context, const std::string& caption, int64_t horizon,
+                                     const std::vector<uint64_t>& seeds) override {
+    at::NoGradGuard ng;
+    const int64_t frames = context.size(0) + horizon;
+    const int64_t tc = cv->config().temporal_compression;
+    if ((frames - 1) % tc != 0 || (context.size(0) - 1) % tc != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("frame counts must be 1 + k*", tc));
+    }
+    WFM_ASSIGN_OR_RETURN(text::TextEmbeddings emb, text_encoder->Encode({caption}));
+    WFM_ASSIGN_OR_RETURN(tokenizer::EncodeResult enc, cv->Encode(ToModel(context.unsqueeze(0))));
+    const double sd = model->parametrization().sigma_data();
+    const at::Tensor given = stats.Normalize(enc.latent.cpu()).mul(sd);  // [1, C, tc, h, w]
+    const int64_t t_lat = 1 + (frames - 1) / tc;
+    at::Tensor latent = at::zeros({1, given.size(1), t_lat, given.size(3), given.size(4)});
+    latent.narrow(2, 0, given.size(2)).copy_(given);
+    diffusion::TextConditioning text{emb.embeddings};
+    diffusion::VideoConditioning video{latent.to(device), given.size(2)};
+    diffusion::GenerateOptions o;
+    o.num_steps = plan.sample_steps;
+    o.guidance = plan.guidance;
+    o.seed = seeds.empty() ? 0 : seeds[0];
+    o.num_samples = static_cast<int64_t>(seeds.size());
+    o.fps = plan.fps;
+    WFM_ASSIGN_OR_RETURN(at::Tensor x, model->Generate({latent.size(1), t_lat, latent.size(3), latent.size(4)}, text,
+                                                       video, o));  // [S, C, t, h, w]
+    const at::Tensor z = stats.Denormalize(x.cpu().div(sd));
+    tokenizer::ClipGeometry g;
+    g.frames = frames;
+    g.height = context.size(1);
+    g.width = context.size(2);
+    WFM_ASSIGN_OR_RETURN(at::Tensor video_out, cv->Decode(z, g));  // [S, 3, frames, H, W]
+    return FromModel(video_out).narrow(1, context.size(0), horizon).contiguous();  // [S, horizon, H, W, 3]
+  }
+
+  DemoPlan plan;
+  c10::Device device = at::kCPU;
+  std::unique_ptr<diffusion::DiffusionWorldModel> model;
+  diffusion::LatentStats stats;
+  std::unique_ptr<tokenizer::Tokenizer> cv;
+  std::unique_ptr<text::TextEncoder> text_encoder;
+};
+
+absl::StatusOr<std::unique_ptr<FuturePredictor>> LoadDiffusionPredictor(const DemoContext& ctx, const DemoPlan& plan) {
+  const std::string dir = OutPath(ctx, "diffusion");
+  if (!std::filesystem::exists(dir + "/model.safetensors")) {
+    return absl::NotFoundError(dir + "/model.safetensors: not trained");
+  }
+  auto p = std::make_unique<DiffusionPredictor>();
+  p->plan = plan;
+  WFM_ASSIGN_OR_RETURN(p->device, ParseDevice(plan.device));
+  WFM_ASSIGN_OR_RETURN(diffusion::DiTConfig config, diffusion::DiTConfig::FromJsonFile(dir + "/config.json"));
+  WFM_ASSIGN_OR_RETURN(std::shared_ptr<diffusion::DiffusionNetwork> net, diffusion::MakeDiffusionNetwork(config));
+  WFM_RETURN_IF_ERROR(diffusion::LoadDiTWeights(*net, dir + "/model.safetensors"));
+  net->to(p->device);
+  net->eval();
+  p->model = std::make_unique<diffusion::DiffusionWorldModel>(net, diffusion::DefaultParametrization(config));
+  WFM_ASSIGN_OR_RETURN(p->stats, diffusion::LatentStats::Load(dir + "/latent_stats.safetensors",
+                                                              config.latent_channels()));
+  WFM_ASSIGN_OR_RETURN(p->cv, OpenCv(ctx, plan));
+  text::LoadBuiltinOptions to;
+  to.device = plan.device;
+  to.trainable = false;
+  to.pad_to_max_length = false;
+  WFM_ASSIGN_OR_RETURN(p->text_encoder, text::LoadBuiltinTextEncoder(dir + "/text_encoder.safetensors", to));
+  return p;
+}
+
+const DemoModelRegistrar kDiffusionModel({"diffusion", "diffusion (CV latents)", LoadDiffusionPredictor});
+
+}  // namespace
+
+WFM_REGISTER_DEMO_STAGE(70, "diffusion", "train the diffusion world model on CV latents (+ the built-in text encoder)",
+                        RunDiffusionStage);
+
+}  // namespace wfm::demo
