@@ -26,15 +26,7 @@ using namespace wfm::ar;  // NOLINT
 
 ArConfig ConfigFrom(py::handle obj) {
   std::string json, name;
-  if (ConfigArg(obj, &json, &name)) {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(json);
-    } catch (const std::exception& e) {
-      throw py::value_error(e.what());
-    }
-    return Unwrap(ArConfig::FromJson(j));
-  }
+  if (ConfigArg(obj, &json, &name)) return Unwrap(ArConfig::FromJson(ParseJsonArg(json)));
   auto preset = ArConfig::Preset(name);
   if (preset.ok()) return *preset;
   if (name.size() > 5 && name.substr(name.size() - 5) == ".json") return Unwrap(ArConfig::FromJsonFile(name));

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "wfm/core/runtime.h"
+#include "wfm/core/safetensors.h"
 #include "wfm/core/status.h"
 #include "wfm/core/video_io.h"
 #include "wfm/diffusion/dit.h"
@@ -28,15 +29,7 @@ using namespace wfm::diffusion;  // NOLINT
 
 DiTConfig ConfigFrom(py::handle obj) {
   std::string json, name;
-  if (ConfigArg(obj, &json, &name)) {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(json);
-    } catch (const std::exception& e) {
-      throw py::value_error(e.what());
-    }
-    return Unwrap(DiTConfig::FromJson(j));
-  }
+  if (ConfigArg(obj, &json, &name)) return Unwrap(DiTConfig::FromJson(ParseJsonArg(json)));
   return Unwrap(DiTConfig::FromPresetOrFile(name));
 }
 
@@ -278,6 +271,17 @@ void Bind(py::module_& m) {
       py::arg("levels") = 8,
       "A deterministic validation loss: the weighted denoising error over `levels` fixed noise levels (no dropout,\n"
       "no condition frames); comparable across training steps.");
+  model.def(
+      "save",
+      [](DiffusionModel& d, const Path& path) {
+        TensorMap tensors;
+        for (const auto& p : d.net->named_parameters(true)) tensors[p.key()] = p.value().detach();
+        for (const auto& b : d.net->named_buffers(true)) tensors[b.key()] = b.value().detach();
+        const std::string config = d.config().ToJson().dump();
+        py::gil_scoped_release release;
+        Check(WriteSafetensors(path.value, tensors, {{"config", config}}));
+      },
+      py::arg("path"), "Writes the state dict (reference names, config in the metadata) as safetensors, atomically.");
   DefModuleMethods(model, [](DiffusionModel& d) -> DiffusionNetwork& { return *d.net; },
                    "Parameters and buffers under the reference names, shared with the network (no copy).");
 

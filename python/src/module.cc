@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <map>
 
+#include <nlohmann/json.hpp>
+
 #include "absl/strings/str_cat.h"
 #include "wfm_py.h"
 
@@ -50,6 +52,14 @@ bool ConfigArg(pybind11::handle obj, std::string* json, std::string* name_or_pat
   Py_DECREF(fs);
   *name_or_path = pybind11::cast<Path>(obj).value;
   return false;
+}
+
+nlohmann::json ParseJsonArg(const std::string& text) {
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const std::exception& e) {
+    throw pybind11::value_error(e.what());
+  }
 }
 
 c10::ScalarType ParseComputeDtype(const std::string& text, bool cuda) {

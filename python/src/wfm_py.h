@@ -34,6 +34,7 @@
 #include <vector>
 
 #include <c10/core/ScalarType.h>
+#include <nlohmann/json_fwd.hpp>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -95,6 +96,8 @@ std::string PyToJson(pybind11::handle obj);
 // A config argument: a Python dict (-> JSON text in *json) or a str / os.PathLike (-> *name_or_path: a preset
 // name or a json file). Returns true for the dict form.
 bool ConfigArg(pybind11::handle obj, std::string* json, std::string* name_or_path);
+// JSON text -> nlohmann::json (ValueError when malformed).
+nlohmann::json ParseJsonArg(const std::string& text);
 
 // A torch::nn::Module's state dict (parameters, then buffers; recursive names) as a dict of the module's own
 // tensors: no copies, so in-place changes reach the module and parameters keep requires_grad.

@@ -151,13 +151,16 @@ def test_dit_generate_seeded_and_video2world():
 
 
 @needs
-def test_dit_training_loss_and_errors():
+def test_dit_training_loss_and_errors(tmp_path):
     model = dif.DiffusionModel(DIT / "dit_t2w.json", seed=0).train()
     x0 = torch.randn(2, 16, 2, 4, 6) * 0.5
     out = model.loss(x0, torch.randn(2, 5, 32), seed=1)
     assert out["loss"].requires_grad
     out["loss"].backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    model.save(tmp_path / "dit.safetensors")
+    again = dif.DiffusionModel(DIT / "dit_t2w.json", tmp_path / "dit.safetensors")
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
     same = model.loss(x0, torch.randn(2, 5, 32), seed=1, text_dropout=0)
     assert torch.isfinite(same["loss"])
     with pytest.raises(ValueError):
