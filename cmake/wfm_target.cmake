@@ -29,10 +29,14 @@ function(wfm_add_test name)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 600)
   endif()
-  set(props TIMEOUT ${ARG_TIMEOUT}
-      ENVIRONMENT "WFM_SHARED_DIR=${WFM_SHARED_DIR};WFM_SOURCE_DIR=${CMAKE_SOURCE_DIR};WFM_BINARY_DIR=${CMAKE_BINARY_DIR};WFM_NUM_THREADS=1")
+  set(props TIMEOUT ${ARG_TIMEOUT})
   if(ARG_LABELS)
     list(APPEND props LABELS "${ARG_LABELS}")
   endif()
   gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES ${props})
+  # The environment is a list, which gtest_discover_tests' PROPERTIES would split into separate arguments (only
+  # the first variable would be set). Set it from an include file that ctest reads after the discovered tests.
+  set(env_file ${CMAKE_CURRENT_BINARY_DIR}/${name}_env.cmake)
+  file(WRITE ${env_file} "if(DEFINED ${name}_TESTS)\n  set_tests_properties(\${${name}_TESTS} PROPERTIES ENVIRONMENT \"WFM_SHARED_DIR=${WFM_SHARED_DIR};WFM_SOURCE_DIR=${CMAKE_SOURCE_DIR};WFM_BINARY_DIR=${CMAKE_BINARY_DIR};WFM_NUM_THREADS=1\")\nendif()\n")
+  set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES ${env_file})
 endfunction()
