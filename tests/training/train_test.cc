@@ -13,6 +13,7 @@
 #include <filesystem>
 
 #include "test_support.h"
+#include "wfm/core/checkpoint.h"
 #include "wfm/core/file_util.h"
 #include "wfm/core/safetensors.h"
 #include "wfm/core/status.h"
@@ -62,7 +63,7 @@ std::pair<at::Tensor, at::Tensor> Batch(int64_t step, int64_t batch) {
 TEST(AdamWTest, MatchesLibTorchAdamWBitForBit) {
   at::manual_seed(0);
   TinyNet a, b;
-  LoadModuleStateDict(*b, ModuleStateDict(*a)).IgnoreError();
+  wfm::LoadStateDict(*b, wfm::StateDict(*a)).IgnoreError();
   // Same decay for every parameter, as torch::optim::AdamW applies one weight decay to its group.
   ParamGroup all{"all", {}, 0.05, 1.0};
   for (const auto& p : a->named_parameters()) all.params.push_back({p.key(), p.value()});
@@ -78,8 +79,8 @@ TEST(AdamWTest, MatchesLibTorchAdamWBitForBit) {
     mine.Step();
     ref.step();
   }
-  for (const auto& [name, t] : ModuleStateDict(*a))
-    EXPECT_TRUE(at::equal(t, ModuleStateDict(*b).at(name))) << name << " max diff " << testing::MaxAbsDiff(t, ModuleStateDict(*b).at(name))
+  for (const auto& [name, t] : wfm::StateDict(*a))
+    EXPECT_TRUE(at::equal(t, wfm::StateDict(*b).at(name))) << name << " max diff " << testing::MaxAbsDiff(t, wfm::StateDict(*b).at(name))
                                                             << "\nHINT: AdamW arithmetic must follow torch/csrc/api/src/optim/adamw.cpp op for op";
 }
 
@@ -157,7 +158,7 @@ TEST(ClipGradNormTest, ReturnsTheNormAndClipsToMax) {
 TEST(GradAccumulationTest, TwoHalfBatchesEqualTheFullBatch) {
   at::manual_seed(2);
   TinyNet a, b;
-  WFM_ASSERT_OK(LoadModuleStateDict(*b, ModuleStateDict(*a)));
+  WFM_ASSERT_OK(wfm::LoadStateDict(*b, wfm::StateDict(*a)));
   auto [x, y] = Batch(0, 8);
   at::mse_loss(a->forward(x, false), y).backward();
   GradAccumulation acc(2);
@@ -199,7 +200,7 @@ TEST(EmaTest, FollowsTheFormulaAndSwapsExactly) {
   EXPECT_FALSE(ema.LoadStateDict(bad, 0).ok());
 }
 
-TEST(CheckpointTest, SaveLoadPruneAndStrictErrors) {
+TEST(TrainCheckpointTest, SaveLoadPruneAndStrictErrors) {
   const std::string dir = testing::TempDir() + "/ckpt";
   at::manual_seed(4);
   TinyNet net;
@@ -224,7 +225,7 @@ TEST(CheckpointTest, SaveLoadPruneAndStrictErrors) {
     EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << "left-over temp dir " << e.path();
   // The EMA file is a plain state dict under the module's names.
   WFM_ASSERT_OK_AND_ASSIGN(TensorMap ema_file, ReadSafetensors(*latest + "/model_ema.safetensors"));
-  EXPECT_EQ(ema_file.size(), ModuleStateDict(*net).size());
+  EXPECT_EQ(ema_file.size(), wfm::StateDict(*net).size());
 
   TinyNet other;
   AdamW opt2 = AdamW::ForModule(*other, {.lr = 1e-2});
@@ -233,12 +234,12 @@ TEST(CheckpointTest, SaveLoadPruneAndStrictErrors) {
   items2.modules["model"] = other.get();
   items2.emas["model_ema"] = &ema2;
   items2.optimizers["optimizer"] = &opt2;
-  WFM_ASSERT_OK_AND_ASSIGN(CheckpointInfo info, LoadCheckpoint(*latest, items2));
+  WFM_ASSERT_OK_AND_ASSIGN(CheckpointInfo info, LoadTrainingCheckpoint(*latest, items2));
   EXPECT_EQ(info.step, 30);
   EXPECT_EQ(info.config["lr"], 0.01);
   EXPECT_EQ(info.extra["note"], 30);
   EXPECT_EQ(ema2.num_updates(), 1);
-  for (const auto& [k, v] : ModuleStateDict(*net)) EXPECT_TRUE(at::equal(v, ModuleStateDict(*other).at(k))) << k;
+  for (const auto& [k, v] : wfm::StateDict(*net)) EXPECT_TRUE(at::equal(v, wfm::StateDict(*other).at(k))) << k;
 
   // A module with a different architecture: one error naming every problem.
   struct OtherNet : torch::nn::Module {
@@ -247,12 +248,12 @@ TEST(CheckpointTest, SaveLoadPruneAndStrictErrors) {
   CheckpointItems items3;
   items3.modules["model"] = &wrong;
   items3.torch_rng = false;
-  auto bad = LoadCheckpoint(*latest, items3);
+  auto bad = LoadTrainingCheckpoint(*latest, items3);
   ASSERT_FALSE(bad.ok());
   for (const char* needle : {"head.weight", "extra", "conv.weight", "model.safetensors"})
     EXPECT_NE(bad.status().message().find(needle), std::string::npos) << needle << " not in: " << bad.status();
   // Not a checkpoint.
-  EXPECT_FALSE(LoadCheckpoint(testing::TempDir(), items2).ok());
+  EXPECT_FALSE(LoadTrainingCheckpoint(testing::TempDir(), items2).ok());
 }
 
 TEST(JsonlLogTest, AppendsRewindsAndSurvivesATornLine) {
@@ -323,7 +324,7 @@ RunOutput TrainTiny(const std::string& out_dir, int64_t total_steps, int64_t ini
   EXPECT_TRUE(result.ok()) << result.status();
   RunOutput out;
   if (result.ok()) out.result = *result;
-  out.model = ModuleStateDict(*net);
+  out.model = wfm::StateDict(*net);
   out.ema = ema.StateDict();
   out.optimizer = opt.StateDict();
   auto log = JsonlLog::ReadAll(trainer.metrics_path());
@@ -431,7 +432,7 @@ TEST(DistributedMpiTest, TwoRanksEqualOneRankWithTheDoubledBatch) {
   WFM_ASSERT_OK(BroadcastParameters(*pg, *dp));
   at::manual_seed(100);
   TinyNet single;
-  for (const auto& [k, v] : ModuleStateDict(*dp)) ASSERT_TRUE(at::equal(v, ModuleStateDict(*single).at(k))) << k;
+  for (const auto& [k, v] : wfm::StateDict(*dp)) ASSERT_TRUE(at::equal(v, wfm::StateDict(*single).at(k))) << k;
   AdamW opt_dp = AdamW::ForModule(*dp, {.lr = 1e-2, .weight_decay = 0.1});
   AdamW opt_single = AdamW::ForModule(*single, {.lr = 1e-2, .weight_decay = 0.1});
   Ema ema_dp(*dp, 0.9), ema_single(*single, 0.9);
@@ -444,9 +445,9 @@ TEST(DistributedMpiTest, TwoRanksEqualOneRankWithTheDoubledBatch) {
     at::mse_loss(single->forward(x, false), y).backward();
     WFM_ASSERT_OK(ApplyGradients(opt_single, {.lr = 1e-2, .clip_norm = 0.5, .ema = &ema_single}).status());
   }
-  for (const auto& [k, v] : ModuleStateDict(*single)) {
+  for (const auto& [k, v] : wfm::StateDict(*single)) {
     if (k == "steps_seen") continue;
-    EXPECT_LT(testing::MaxRelDiff(ModuleStateDict(*dp).at(k), v), 1e-5) << "rank " << rank << " " << k;
+    EXPECT_LT(testing::MaxRelDiff(wfm::StateDict(*dp).at(k), v), 1e-5) << "rank " << rank << " " << k;
   }
   for (const auto& [k, v] : ema_single.StateDict()) {
     if (k == "steps_seen") continue;

@@ -19,6 +19,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "wfm/core/checkpoint.h"
 #include "wfm/core/file_util.h"
 #include "wfm/core/logging.h"
 #include "wfm/core/safetensors.h"
@@ -87,49 +88,6 @@ absl::Status RestoreTorchRngState(const TensorMap& state) {
   });
 }
 
-// ---- module state dicts ----
-
-TensorMap ModuleStateDict(const torch::nn::Module& module) {
-  TensorMap out;
-  for (const auto& item : module.named_parameters(true)) out[item.key()] = item.value().detach();
-  for (const auto& item : module.named_buffers(true)) out[item.key()] = item.value().detach();
-  return out;
-}
-
-absl::Status LoadModuleStateDict(torch::nn::Module& module, const TensorMap& state, bool allow_partial) {
-  std::vector<std::string> missing, unexpected, mismatched;
-  TensorMap targets = ModuleStateDict(module);
-  for (const auto& [name, t] : targets) {
-    auto it = state.find(name);
-    if (it == state.end()) {
-      missing.push_back(name);
-    } else if (it->second.sizes() != t.sizes()) {
-      mismatched.push_back(absl::StrCat(name, " (file [", absl::StrJoin(it->second.sizes(), ","), "] vs model [",
-                                        absl::StrJoin(t.sizes(), ","), "])"));
-    }
-  }
-  for (const auto& [name, t] : state)
-    if (!targets.count(name)) unexpected.push_back(name);
-  std::vector<std::string> problems;
-  auto list = [](const std::vector<std::string>& v) {
-    const size_t n = std::min<size_t>(v.size(), 10);
-    return absl::StrCat(absl::StrJoin(v.begin(), v.begin() + n, ", "), v.size() > n ? ", ..." : "");
-  };
-  if (!mismatched.empty()) problems.push_back(absl::StrCat(mismatched.size(), " mis-shaped: ", list(mismatched)));
-  if (!allow_partial) {
-    if (!missing.empty()) problems.push_back(absl::StrCat(missing.size(), " missing: ", list(missing)));
-    if (!unexpected.empty()) problems.push_back(absl::StrCat(unexpected.size(), " unexpected: ", list(unexpected)));
-  }
-  if (!problems.empty())
-    return absl::InvalidArgumentError(absl::StrCat("state dict does not match the module: ", absl::StrJoin(problems, "; ")));
-  at::NoGradGuard no_grad;
-  for (auto& [name, t] : targets) {
-    auto it = state.find(name);
-    if (it != state.end()) t.copy_(it->second);
-  }
-  return absl::OkStatus();
-}
-
 // ---- checkpoints ----
 
 namespace {
@@ -190,7 +148,7 @@ absl::Status CheckpointManager::Save(int64_t step, const CheckpointItems& items,
     };
     absl::Status s;
     for (const auto& [n, m] : items.modules)
-      if (s.ok()) s = write(n, "module", ModuleStateDict(*m));
+      if (s.ok()) s = write(n, "module", StateDict(*m));
     for (const auto& [n, e] : items.emas) {
       if (s.ok()) s = write(n, "ema", e->StateDict());
       state["ema"][n] = {{"num_updates", e->num_updates()}, {"decay", e->decay()}};
@@ -248,7 +206,7 @@ absl::StatusOr<std::optional<std::string>> CheckpointManager::Latest() const {
   return std::optional<std::string>((fs::path(dir_) / all.back().second).string());
 }
 
-absl::StatusOr<CheckpointInfo> ReadCheckpointInfo(const std::string& path) {
+absl::StatusOr<CheckpointInfo> ReadTrainingCheckpointInfo(const std::string& path) {
   WFM_ASSIGN_OR_RETURN(std::string text, ReadFile((fs::path(path) / "state.json").string()), "checkpoint ", path);
   nlohmann::json state = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (state.is_discarded() || !state.is_object() || state.value("format", "") != kFormat || !state.contains("step"))
@@ -261,8 +219,8 @@ absl::StatusOr<CheckpointInfo> ReadCheckpointInfo(const std::string& path) {
   return info;
 }
 
-absl::StatusOr<CheckpointInfo> LoadCheckpoint(const std::string& path, const CheckpointItems& items) {
-  WFM_ASSIGN_OR_RETURN(CheckpointInfo info, ReadCheckpointInfo(path));
+absl::StatusOr<CheckpointInfo> LoadTrainingCheckpoint(const std::string& path, const CheckpointItems& items) {
+  WFM_ASSIGN_OR_RETURN(CheckpointInfo info, ReadTrainingCheckpointInfo(path));
   WFM_ASSIGN_OR_RETURN(std::string text, ReadFile((fs::path(path) / "state.json").string()));
   const nlohmann::json state = nlohmann::json::parse(text);
   auto read = [&](const std::string& item) -> absl::StatusOr<TensorMap> {
@@ -274,7 +232,9 @@ absl::StatusOr<CheckpointInfo> LoadCheckpoint(const std::string& path, const Che
   absl::Status s = CatchToStatus("loading checkpoint", [&]() -> absl::Status {
     for (const auto& [n, m] : items.modules) {
       WFM_ASSIGN_OR_RETURN(TensorMap t, read(n));
-      WFM_RETURN_IF_ERROR(LoadModuleStateDict(*m, t), n, ".safetensors");
+      LoadOptions exact;
+      exact.rules = NamedNameRules("none");
+      WFM_RETURN_IF_ERROR(LoadStateDict(*m, t, exact, n + ".safetensors").status());
     }
     for (const auto& [n, e] : items.emas) {
       WFM_ASSIGN_OR_RETURN(TensorMap t, read(n));

@@ -105,7 +105,7 @@ absl::StatusOr<int64_t> Trainer::Resume() {
   }
   int64_t step = 0;
   if (path) {
-    WFM_ASSIGN_OR_RETURN(CheckpointInfo info, LoadCheckpoint(*path, items_));
+    WFM_ASSIGN_OR_RETURN(CheckpointInfo info, LoadTrainingCheckpoint(*path, items_));
     step = info.step;
     if (!config_.empty() && info.config != config_) {
       for (const auto& [k, v] : config_.items())
@@ -193,13 +193,18 @@ absl::StatusOr<TrainerResult> Trainer::Run(const std::function<absl::StatusOr<Me
 
   for (; step < options_.total_steps; ++step) {
     // Stop requests (signal, time budget) are agreed on by all ranks so that they checkpoint together.
-    double stop = g_stop_signal.load() != 0 ? 1.0 : 0.0;
-    if (options_.max_time_s > 0 && NowSeconds() - run_start_ > options_.max_time_s) stop = 1.0;
+    // A signal counts 1000, the time budget 1: the sum over ranks tells which happened anywhere.
+    double stop = g_stop_signal.load() != 0 ? 1000.0 : 0.0;
+    if (options_.max_time_s > 0 && NowSeconds() - run_start_ > options_.max_time_s) stop += 1.0;
     if (group_ && group_->world_size() > 1) {
       WFM_ASSIGN_OR_RETURN(stop, group_->AllReduceScalar(stop));
     }
-    if (stop > 0) {
+    if (stop >= 1000.0) {
       result.interrupted = true;
+      break;
+    }
+    if (stop > 0) {
+      result.time_budget_reached = true;
       break;
     }
     WFM_ASSIGN_OR_RETURN(Metrics m, step_fn(step), "training step ", step);

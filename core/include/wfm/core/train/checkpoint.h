@@ -16,7 +16,7 @@
 //   train::CheckpointManager ckpt(out_dir + "/checkpoints", /*keep_last=*/3);
 //   WFM_RETURN_IF_ERROR(ckpt.Save(step, items, config_json, extra_json));
 //   WFM_ASSIGN_OR_RETURN(auto latest, ckpt.Latest());
-//   if (latest) WFM_ASSIGN_OR_RETURN(auto info, train::LoadCheckpoint(*latest, items));
+//   if (latest) WFM_ASSIGN_OR_RETURN(auto info, train::LoadTrainingCheckpoint(*latest, items));
 #pragma once
 
 #include <cstdint>
@@ -71,15 +71,10 @@ class CheckpointManager {
 };
 
 // Restores every item from checkpoint directory `path` (strict: missing / unexpected / mis-shaped tensors are
-// one error listing them all). Files for items the checkpoint lacks are an error.
-absl::StatusOr<CheckpointInfo> LoadCheckpoint(const std::string& path, const CheckpointItems& items);
+// one error listing them all, via the core loader with no name mapping). Files for items the checkpoint lacks are
+// an error.
+absl::StatusOr<CheckpointInfo> LoadTrainingCheckpoint(const std::string& path, const CheckpointItems& items);
 // Reads only state.json.
-absl::StatusOr<CheckpointInfo> ReadCheckpointInfo(const std::string& path);
-
-// A module's state dict (parameters then buffers, by their registered names), detached.
-TensorMap ModuleStateDict(const torch::nn::Module& module);
-// Copies `state` into the module. Strict unless `allow_partial`: every missing, unexpected or mis-shaped name is
-// reported at once. Values are converted to each tensor's dtype/device.
-absl::Status LoadModuleStateDict(torch::nn::Module& module, const TensorMap& state, bool allow_partial = false);
+absl::StatusOr<CheckpointInfo> ReadTrainingCheckpointInfo(const std::string& path);
 
 }  // namespace wfm::train

@@ -62,7 +62,7 @@ struct TrainerOptions {
   int keep_checkpoints = 3;
   bool resume = true;              // continue from output_dir/checkpoints/latest when present
   std::string resume_from;         // or from this checkpoint directory
-  double max_time_s = 0;           // > 0: stop (with a checkpoint) after this much wall time
+  double max_time_s = 0;           // > 0: end training after this much wall time (this process)
   int max_nonfinite_steps = 10;    // consecutive non-finite losses tolerated before failing
   int64_t items_per_step = 0;      // e.g. clips per step (all ranks), to show items/s
   std::string progress_label = "train";
@@ -73,7 +73,8 @@ struct TrainerOptions {
 struct TrainerResult {
   int64_t start_step = 0;   // 0, or the step resumed from
   int64_t end_step = 0;     // steps completed in total
-  bool interrupted = false; // stopped by a signal or the time budget (a checkpoint was written)
+  bool interrupted = false;          // stopped by SIGINT/SIGTERM (a checkpoint was written, no final eval)
+  bool time_budget_reached = false;  // stopped by max_time_s (then evaluated, sampled and checkpointed)
   double seconds = 0;
   Metrics last_train;       // last logged train averages
   Metrics last_eval;
