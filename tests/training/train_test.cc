@@ -24,6 +24,8 @@
 #include "wfm/core/train/optimizer.h"
 #include "wfm/core/train/rng.h"
 #include "wfm/core/train/trainer.h"
+#include "wfm/core/train/visualize.h"
+#include "wfm/core/video_io.h"
 
 namespace wfm::train {
 namespace {
@@ -456,6 +458,49 @@ TEST(DistributedMpiTest, TwoRanksEqualOneRankWithTheDoubledBatch) {
   WFM_ASSERT_OK_AND_ASSIGN(double sum, pg->AllReduceScalar(rank + 1.0));
   EXPECT_EQ(sum, 3.0);
   WFM_ASSERT_OK(pg->Barrier());
+}
+
+}  // namespace
+}  // namespace wfm::train
+
+namespace wfm::train {
+namespace {
+
+TEST(VisualizeTest, GridLayoutPngRoundTripAndCurves) {
+  at::Tensor a = at::full({3, 8, 10, 3}, 10, at::kByte), b = at::full({2, 8, 10, 3}, 200, at::kByte);
+  WFM_ASSERT_OK_AND_ASSIGN(at::Tensor grid, MakeImageGrid({a, b}, {.pad = 2, .background = 255}));
+  EXPECT_EQ(grid.sizes(), (std::vector<int64_t>{2 * 8 + 3 * 2, 3 * 10 + 4 * 2, 3}));
+  EXPECT_EQ(grid[2][2][0].item<int>(), 10);                    // row 0, frame 0
+  EXPECT_EQ(grid[2 + 8 + 2][2 + 10 + 2][1].item<int>(), 200);  // row 1, frame 1
+  EXPECT_EQ(grid[2 + 8 + 2][2 + 2 * 12][0].item<int>(), 255);  // row 1 has no third frame: background
+  EXPECT_EQ(grid[0][0][0].item<int>(), 255);
+  // Model layout [3, T, H, W] in [-1, 1]: -1 -> 0, 1 -> 255.
+  at::Tensor model = at::full({3, 2, 8, 10}, -1.0);
+  model.select(1, 1).fill_(1.0);
+  at::Tensor frames = ToDisplayFrames(model);
+  EXPECT_EQ(frames.sizes(), (std::vector<int64_t>{2, 8, 10, 3}));
+  EXPECT_EQ(frames[0][0][0][0].item<int>(), 0);
+  EXPECT_EQ(frames[1][0][0][0].item<int>(), 255);
+  EXPECT_FALSE(MakeImageGrid({a, at::zeros({1, 9, 10, 3}, at::kByte)}).ok());
+  const std::string dir = testing::TempDir();
+  WFM_ASSERT_OK(WriteImageGrid(dir + "/g.png", {a, b}));
+  WFM_ASSERT_OK_AND_ASSIGN(at::Tensor back, ReadImage(dir + "/g.png"));
+  EXPECT_TRUE(at::equal(back, grid)) << "PNG is lossless";
+  WFM_ASSERT_OK(WriteReconstructionGrid(dir + "/r.png", at::zeros({2, 3, 4, 16, 16}), at::zeros({2, 3, 4, 16, 16})));
+  WFM_ASSERT_OK_AND_ASSIGN(at::Tensor r, ReadImage(dir + "/r.png"));
+  EXPECT_EQ(r.size(0), 6 * 16 + 7 * 2);  // 2 items x (truth, reconstruction, error)
+
+  {
+    WFM_ASSERT_OK_AND_ASSIGN(auto log, JsonlLog::Open(dir + "/m.jsonl"));
+    for (int s = 1; s <= 4; ++s) WFM_ASSERT_OK(log->Write({{"step", s * 10}, {"split", "train"}, {"loss", 1.0 / s}}));
+    WFM_ASSERT_OK(log->Write({{"step", 40}, {"split", "val"}, {"psnr", 21.5}, {"loss", 0.3}}));
+  }
+  WFM_ASSERT_OK(WriteTrainingCurves(dir + "/m.jsonl", dir + "/c.svg", {"loss", "psnr", "absent"}));
+  WFM_ASSERT_OK_AND_ASSIGN(std::string svg, ReadFile(dir + "/c.svg"));
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  for (const char* needle : {">loss<", ">psnr<", ">train<", ">val<"})
+    EXPECT_NE(svg.find(needle), std::string::npos) << needle;
+  EXPECT_EQ(WriteTrainingCurves(dir + "/m.jsonl", dir + "/x.svg", {"nope"}).code(), absl::StatusCode::kNotFound);
 }
 
 }  // namespace
