@@ -263,7 +263,7 @@ int RunEval(int argc, char** argv) {
     WFM_ASSIGN_OR_RETURN(auto data, train::VideoClipDataset::Open(files, d));
     WFM_ASSIGN_OR_RETURN(std::vector<train::VideoClip> clips, data->ValidationClips(max_clips));
     tokenizer::TokenizerNetwork net(cfg);
-    WFM_ASSIGN_OR_RETURN(tokenizer::LoadSummary loaded, tokenizer::LoadTokenizerWeights(*net, weights,
+    WFM_ASSIGN_OR_RETURN(LoadReport loaded, tokenizer::LoadTokenizerWeights(*net, weights,
                                                                                         tokenizer::WeightsPart::kAll, ema));
     net->to(dev);
     MetricOptions m;

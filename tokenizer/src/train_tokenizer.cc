@@ -73,9 +73,8 @@ absl::StatusOr<TokenizerTrainResult> TrainTokenizer(const TokenizerTrainOptions&
   at::manual_seed(options.seed);
   TokenizerNetwork net(options.config);
   if (!options.init_weights.empty()) {
-    WFM_ASSIGN_OR_RETURN(LoadSummary loaded, LoadTokenizerWeights(*net, options.init_weights), "--init-weights");
-    if (main)
-      WFM_LOG(INFO) << "fine-tuning from " << options.init_weights << " (" << loaded.tensors << " tensors)";
+    WFM_ASSIGN_OR_RETURN(LoadReport loaded, LoadTokenizerWeights(*net, options.init_weights), "--init-weights");
+    if (main) WFM_LOG(INFO) << "fine-tuning: " << loaded.Summary();
   }
   net->to(device);
   net->train();
@@ -254,9 +253,9 @@ absl::StatusOr<TokenizerTrainResult> TrainTokenizer(const TokenizerTrainOptions&
     result.config_path = config_path;
     {
       train::Ema::ScopedSwap swap(ema);
-      WFM_RETURN_IF_ERROR(SaveTokenizerWeights(*net, result.weights_path, &options.config));
+      WFM_RETURN_IF_ERROR(SaveTokenizerWeights(*net, result.weights_path));
     }
-    WFM_RETURN_IF_ERROR(SaveTokenizerWeights(*net, (fs::path(out) / "model.safetensors").string(), &options.config));
+    WFM_RETURN_IF_ERROR(SaveTokenizerWeights(*net, (fs::path(out) / "model.safetensors").string()));
     train::WriteTrainingCurves(trainer.metrics_path(), (fs::path(out) / "curves.svg").string(),
                                {"loss", "l1", "psnr", "ssim", "grad_norm", "lr"})
         .IgnoreError();
