@@ -203,6 +203,74 @@ TEST(TokenizerTrainTest, LearnsExportsResumesAndEvalAgrees) {
   for (const auto& [k, v] : a) EXPECT_TRUE(at::equal(v, b.at(k))) << k << ": resume is not bit-exact";
 }
 
+// Fine-tuning from a published checkpoint (issue 3: "load, then train"), on the shared fixture weights in the
+// reference layout: with a negligible learning rate the run exports the loaded weights (nothing re-initialises
+// them), training from them through `wfm tokenizer train --init-weights` improves the held-out score, and a
+// checkpoint of another architecture is a clear error naming the flag.
+TEST(TokenizerTrainTest, FineTunesFromAPublishedCheckpoint) {
+  const std::string fixture = testing::SharedPath("fixtures/tokenizer/CV4x8x8");
+  WFM_REQUIRE_FILE(fixture + ".weights.safetensors");
+  const std::string dir = testing::TempDir();
+  const std::string video = MakeVideo(dir);
+  TokenizerTrainOptions o;
+  o.inputs = {video};
+  WFM_ASSERT_OK_AND_ASSIGN(o.config, TokenizerConfig::FromJsonFile(fixture + ".json"));
+  o.init_weights = fixture + ".weights.safetensors";
+  o.data.num_frames = 5;
+  o.data.width = o.data.height = 32;
+  o.data.resize_short_side = 40;
+  o.val_clips = 2;
+  o.batch_size = 2;
+  o.steps = 2;
+  o.lr = o.min_lr = 1e-20;  // moves no weight by more than ~1e-20 (a re-initialised weight would move by ~0.1)
+  o.weight_decay = 0;
+  o.warmup_steps = 0;
+  o.output_dir = dir + "/frozen";
+  o.device = "cpu";
+  o.quiet = true;
+  o.seed = 7;  // a random init that the loaded weights must replace
+  WFM_ASSERT_OK_AND_ASSIGN(TokenizerTrainResult frozen, TrainTokenizer(o));
+  WFM_ASSERT_OK_AND_ASSIGN(TensorMap published, ReadSafetensors(o.init_weights));
+  for (const char* f : {"model.safetensors", "model_ema.safetensors"}) {
+    WFM_ASSERT_OK_AND_ASSIGN(TensorMap exported, ReadSafetensors(o.output_dir + "/" + f));
+    EXPECT_EQ(exported.size(), published.size()) << f;
+    for (const auto& [k, v] : published) {
+      auto it = exported.find(k);
+      ASSERT_NE(it, exported.end()) << f << " lacks " << k;
+      ASSERT_EQ(v.sizes(), it->second.sizes()) << f << ": " << k;
+      EXPECT_LE((v.to(at::kDouble) - it->second.to(at::kDouble)).abs().max().item<double>(), 1e-12)
+          << f << ": " << k << " differs from the published weights (lr ~ 0)";
+    }
+  }
+
+  // Fine-tune through the CLI (the user path), from the fixture json's config.
+  std::string out;
+  const std::string tuned = dir + "/tuned";
+  const std::string cmd = testing::WfmTool() + " tokenizer train --config " + fixture + ".json --init-weights " +
+                          o.init_weights + " --input " + video + " --output " + tuned +
+                          " --frames 5 --size 32 --short-side 40 --val-clips 2 --batch-size 2 --steps 20 --lr 3e-3"
+                          " --warmup 5 --eval-every 20 --sample-every 20 --checkpoint-every 20 --device cpu 2>&1";
+  ASSERT_EQ(testing::RunCommand(cmd, &out), 0) << out;
+  EXPECT_NE(out.find("fine-tuning"), std::string::npos) << out;
+  WFM_ASSERT_OK_AND_ASSIGN(std::string text, ReadFile(tuned + "/summary.json"));
+  const nlohmann::json summary = nlohmann::json::parse(text);
+  EXPECT_EQ(summary["steps"].get<int64_t>(), 20);
+  EXPECT_GT(summary["val_psnr"].get<double>(), frozen.val_psnr + 1.0)
+      << "fine-tuning did not improve the held-out PSNR: " << frozen.val_psnr << " -> " << summary["val_psnr"];
+  WFM_ASSERT_OK_AND_ASSIGN(TensorMap after, ReadSafetensors(tuned + "/model.safetensors"));
+  int changed = 0;
+  for (const auto& [k, v] : published) changed += !at::equal(v, after.at(k));
+  EXPECT_GT(changed, 0);
+
+  // Weights of another architecture: one clear error that names the flag and the file.
+  o.init_weights = testing::SharedPath("fixtures/tokenizer/DV4x8x8.weights.safetensors");
+  o.output_dir = dir + "/mismatch";
+  auto bad = TrainTokenizer(o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("--init-weights"), std::string::npos) << bad.status();
+  EXPECT_NE(bad.status().message().find("DV4x8x8"), std::string::npos) << bad.status();
+}
+
 TEST(TokenizerTrainTest, BadOptionsAreClearErrors) {
   TokenizerTrainOptions o;
   WFM_ASSERT_OK_AND_ASSIGN(o.config, TokenizerConfig::Preset("CV4x8x8"));
