@@ -16,9 +16,11 @@ if "curation" not in wfm.__all__:
     pytest.skip("this build has no curation bindings", allow_module_level=True)
 import wfm.core as core
 import wfm.curation as cur
+import wfm.tokenizer as tk
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MEDIA = pathlib.Path(os.environ.get("WFM_SHARED_DIR", ROOT.parent / "shared")) / "media"
+TOK = MEDIA.parent / "fixtures" / "tokenizer"
 CITY = MEDIA / "cityCC0.mpg"  # 720x405, 25 fps, 190 frames, ONE hard cut at frame 116
 needs_media = pytest.mark.skipif(not CITY.exists(), reason=f"missing shared clip {CITY}")
 BUILD = os.environ.get("WFM_BINARY_DIR")
@@ -42,15 +44,16 @@ def test_detect_shots_finds_the_cut_and_equals_the_cli():
 
 @pytest.fixture(scope="module")
 def curated(tmp_path_factory):
-    if not CITY.exists():
-        pytest.skip(f"missing shared clip {CITY}")
+    if not CITY.exists() or not (TOK / "CV4x8x8.json").exists():
+        pytest.skip(f"missing shared clip {CITY} or tokenizer fixtures")
     d = tmp_path_factory.mktemp("curate")
     (d / "in").mkdir()
     shutil.copy(CITY, d / "in" / "city.mpg")
     (d / "in" / "city.txt").write_text("a city skyline at night\n")
     summary = cur.curate({"input": [str(d / "in")], "output": str(d / "out"), "workers": 1, "decode_threads": 1,
                           "clip_height": 90, "min_clip_s": 1.0, "min_clip_frames": 10, "trim_s": 0.2,
-                          "quiet": True, "bitrate": "1M"})
+                          "quiet": True, "bitrate": "1M", "latents": True, "tokenizer": str(TOK / "CV4x8x8.json"),
+                          "tokenizer_weights": str(TOK / "CV4x8x8.weights.safetensors")})
     return d, summary
 
 
@@ -79,6 +82,13 @@ def test_shards_read_natively_and_through_a_dataloader(curated):
         video = s.decode_video()
         assert video.dtype == torch.uint8 and video.shape[1:] == (90, 160, 3)
         assert abs(video.shape[0] - meta["num_frames"]) <= 1
+    # KEY.latent.safetensors (curate latents=True) = the tokenizer's encoding of the clip's decoded frames
+    tok = tk.Tokenizer.from_files(TOK / "CV4x8x8.json", TOK / "CV4x8x8.weights.safetensors")
+    key, video, meta = next(iter(cur.ShardDataset(d / "out" / "shards")))
+    want = tok.encode(core.frames_to_model_input(video)[None]).latent[0]
+    got = meta["latents"]["latent"]
+    assert got.shape == want.shape
+    assert ((got - want).abs().max() / want.abs().max()).item() <= 1e-4
     # DataLoader with two workers: every sample exactly once (shards split by worker)
     ds = cur.ShardDataset([d / "out" / "shards"], width=64, height=32)
     for workers in (0, 2):

@@ -54,9 +54,10 @@ class ShardDataset(torch.utils.data.IterableDataset):
     world_size: Optional[int]
     shuffle_seed: int
     epochs: int
+    latents: bool
     transform: Optional[Callable[[tuple[str, Optional[torch.Tensor], dict[str, Any]]], Any]]
     def __init__(self, paths: _Paths, *, width: int = 0, height: int = 0, decode: bool = True, video_ext: str = "mp4",
                  meta_ext: str = "json", rank: Optional[int] = None, world_size: Optional[int] = None,
-                 shuffle_seed: int = 0, epochs: int = 1,
+                 shuffle_seed: int = 0, epochs: int = 1, latents: bool = True,
                  transform: Optional[Callable[[tuple[str, Optional[torch.Tensor], dict[str, Any]]], Any]] = None) -> None: ...
     def __iter__(self) -> Iterator[tuple[str, Optional[torch.Tensor], dict[str, Any]]]: ...
