@@ -440,15 +440,7 @@ absl::StatusOr<nlohmann::json> RunCurate(const CurateOptions& o) {
         for (size_t k = 0; k < e.clips.size(); ++k) {
           const ClipRecord& c = e.clips[k];
           if (!c.kept) continue;
-          ClipJob j;
-          j.start_frame = c.start_frame;
-          j.end_frame = c.end_frame;
-          j.crop = c.crop;
-          j.output = absl::StrCat(tmp, "/", c.span_uuid, ".mp4");
-          j.start_pts = c.start_pts;
-          j.end_pts = c.end_pts;
-          j.start_key = c.start_key;
-          j.end_key = c.end_key;
+          ClipJob j = JobForClip(c, absl::StrCat(tmp, "/", c.span_uuid, ".mp4"));
           jobs.push_back(j);
           job_clip.push_back(k);
           temp_files.push_back(j.output);

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <mutex>
+#include <utility>
 
 extern "C" {
 #include <libavcodec/avcodec.h>
@@ -231,6 +232,19 @@ absl::StatusOr<ClipOutput> StreamCopy(const std::string& source, const ClipJob& 
 }
 
 }  // namespace
+
+ClipJob JobForClip(const ClipRecord& clip, std::string output) {
+  ClipJob j;
+  j.start_frame = clip.start_frame;
+  j.end_frame = clip.end_frame;
+  j.crop = clip.crop;
+  j.output = std::move(output);
+  j.start_pts = clip.start_pts;
+  j.end_pts = clip.end_pts;
+  j.start_key = clip.start_key;
+  j.end_key = clip.end_key;
+  return j;
+}
 
 std::string ResolveEncoder(const std::string& requested) {
   if (requested != "auto") return requested;

@@ -94,16 +94,7 @@ TEST_F(TranscodeTest, StreamCopiesKeyframeAlignedClips) {
     ASSERT_EQ(an.clips.size(), 3u) << an.video.ToJson().dump();
     std::vector<ClipJob> jobs;
     for (const auto& cl : an.clips) {
-      ClipJob j;
-      j.start_frame = cl.start_frame;
-      j.end_frame = cl.end_frame;
-      j.crop = cl.crop;
-      j.start_pts = cl.start_pts;
-      j.end_pts = cl.end_pts;
-      j.start_key = cl.start_key;
-      j.end_key = cl.end_key;
-      j.output = dir_ + "/" + cl.span_uuid + ".mp4";
-      jobs.push_back(j);
+      jobs.push_back(JobForClip(cl, dir_ + "/" + cl.span_uuid + ".mp4"));
       EXPECT_EQ(cl.start_key, trim == 0.0) << cl.start_frame;
       EXPECT_EQ(cl.end_key, trim == 0.0) << cl.end_frame;  // the next shot's keyframe, or the end of the stream
       EXPECT_EQ(cl.end_pts == ClipRecord::kEndOfStream, cl.end_frame == an.video.num_frames) << cl.end_frame;

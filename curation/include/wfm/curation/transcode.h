@@ -37,6 +37,9 @@ struct ClipJob {
   bool start_key = false, end_key = false;
 };
 
+// The job for an analysed clip: its span, crop box and keyframe alignment, written to `output`.
+ClipJob JobForClip(const ClipRecord& clip, std::string output);
+
 struct ClipOutput {
   int width = 0, height = 0;
   double fps = 0;
