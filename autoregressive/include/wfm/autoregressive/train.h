@@ -108,6 +108,7 @@ struct ArTrainOptions {
 };
 
 struct ArTrainResult {
+  int rank = 0;                       // of this process (only rank 0 evaluates and writes)
   int64_t start_step = 0, steps = 0;  // resumed from / total steps done
   double train_seconds = 0;           // wall time of the loop in this process
   bool interrupted = false, time_budget_reached = false;
