@@ -220,6 +220,29 @@ class TextProvider {
   bool warned_ = false;
 };
 
+// For evaluation and samples: the EMA weights (of the model and a trained text encoder) in eval mode without
+// autograd for the scope; the live weights and train mode come back on exit, also on an early error return.
+class EmaEvalScope {
+ public:
+  EmaEvalScope(train::Ema& ema, train::Ema* text_ema, torch::nn::Module& net, torch::nn::Module* text)
+      : swap_(ema), net_(net), text_(text) {
+    if (text_ema) swap_text_.emplace(*text_ema);
+    net_.eval();
+    if (text_) text_->eval();
+  }
+  ~EmaEvalScope() {
+    net_.train();
+    if (text_) text_->train();
+  }
+
+ private:
+  train::Ema::ScopedSwap swap_;
+  std::optional<train::Ema::ScopedSwap> swap_text_;
+  torch::nn::Module& net_;
+  torch::nn::Module* text_;
+  torch::NoGradGuard no_grad_;
+};
+
 absl::Status Validate(const ArTrainOptions& o) {
   const int sources = (o.tokens_dir.empty() ? 0 : 1) + (o.videos.empty() ? 0 : 1) + (o.synthetic ? 1 : 0);
   if (sources != 1) return absl::InvalidArgumentError("give exactly one data source: tokens, videos or synthetic");
@@ -418,17 +441,15 @@ absl::StatusOr<ArTrainResult> TrainArModel(const ArTrainOptions& options) {
   };
   ArTrainResult result;
   result.rank = group->rank();
+  // The text of the held-out windows (none for models without cross-attention).
+  auto val_context = [&]() -> absl::StatusOr<std::optional<TextContext>> {
+    if (!config.insert_cross_attn) return std::optional<TextContext>();
+    WFM_ASSIGN_OR_RETURN(TextContext c, text.For(val));
+    return std::optional<TextContext>(std::move(c));
+  };
   auto evaluate = [&](int64_t) -> absl::StatusOr<train::Metrics> {
-    train::Ema::ScopedSwap swap(ema);
-    std::optional<train::Ema::ScopedSwap> swap_text;
-    if (text_ema) swap_text.emplace(*text_ema);
-    net->eval();
-    if (text_module) text_module->eval();
-    torch::NoGradGuard no_grad;
-    std::optional<TextContext> ctx;
-    if (config.insert_cross_attn) {
-      WFM_ASSIGN_OR_RETURN(ctx, text.For(val));
-    }
+    EmaEvalScope scope(ema, text_ema.get(), *net, text_module.get());
+    WFM_ASSIGN_OR_RETURN(std::optional<TextContext> ctx, val_context());
     train::Metrics m;
     {
       train::AutocastGuard autocast(device, precision);
@@ -442,8 +463,6 @@ absl::StatusOr<ArTrainResult> TrainArModel(const ArTrainOptions& options) {
                              .to(at::kDouble)
                              .mean()
                              .item<double>();
-    net->train();
-    if (text_module) text_module->train();
     result.val_ce = m["val_ce"];
     result.val_accuracy = m["val_accuracy"];
     result.val_rollout_match = m["rollout_match"];
@@ -451,19 +470,12 @@ absl::StatusOr<ArTrainResult> TrainArModel(const ArTrainOptions& options) {
   };
   const std::string samples_dir = (fs::path(out) / "samples").string();
   auto sample = [&](int64_t step) -> absl::Status {
-    train::Ema::ScopedSwap swap(ema);
-    std::optional<train::Ema::ScopedSwap> swap_text;
-    if (text_ema) swap_text.emplace(*text_ema);
-    net->eval();
-    if (text_module) text_module->eval();
-    torch::NoGradGuard no_grad;
-    std::optional<TextContext> ctx;
-    if (config.insert_cross_attn) {
-      WFM_ASSIGN_OR_RETURN(ctx, text.For(val));
+    at::Tensor gen;
+    {
+      EmaEvalScope scope(ema, text_ema.get(), *net, text_module.get());
+      WFM_ASSIGN_OR_RETURN(std::optional<TextContext> ctx, val_context());
+      WFM_ASSIGN_OR_RETURN(gen, rollout(rollouts, ctx ? &*ctx : nullptr));
     }
-    WFM_ASSIGN_OR_RETURN(at::Tensor gen, rollout(rollouts, ctx ? &*ctx : nullptr));
-    net->train();
-    if (text_module) text_module->train();
     const at::Tensor truth = val.tokens.narrow(0, 0, rollouts).contiguous();
     const std::string base = absl::StrFormat("%s/step_%08d", samples_dir, step);
     WFM_RETURN_IF_ERROR(MakeDirs(samples_dir));
