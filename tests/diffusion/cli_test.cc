@@ -8,6 +8,7 @@
 #include "wfm/core/safetensors.h"
 #include "wfm/core/text/builtin_encoder.h"
 #include "wfm/core/video_io.h"
+#include "wfm/diffusion/training.h"
 #include "wfm/tokenizer/config.h"
 
 namespace {
@@ -152,6 +153,45 @@ TEST(DiffusionCli, GenerateWithTextEncoder) {
                        &log),
             1);
   EXPECT_NE(log.find("crossattn_emb_channels is 32"), std::string::npos) << log;
+}
+
+// `wfm diffusion train` on the synthetic latent process: metrics, checkpoints, EMA weights usable by generate,
+// resume from the latest checkpoint; bad data arguments are usage errors.
+TEST(DiffusionCli, TrainSyntheticResumeAndGenerate) {
+  const std::string out = TempDir() + "/run";
+  const std::string train = WfmTool() + " diffusion train --config tiny-video2world --synthetic --batch-size 2 "
+                                        "--lr 2e-3 --warmup 2 --log-every 5 --eval-every 10 --checkpoint-every 10 "
+                                        "--device cpu --threads 1 --output " + out;
+  std::string log;
+  ASSERT_EQ(RunCommand(train + " --steps 10", &log), 0) << log;
+  ASSERT_EQ(RunCommand(train + " --steps 20", &log), 0) << log;
+  EXPECT_NE(log.find("resumed from"), std::string::npos) << log;
+  std::string metrics = wfm::ReadFile(out + "/metrics.jsonl").value();
+  EXPECT_NE(metrics.find("\"step\":20"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("eval_loss"), std::string::npos) << metrics;
+  EXPECT_TRUE(wfm::testing::FileExists(out + "/checkpoints/step_00000020/model_ema.safetensors"));
+  EXPECT_TRUE(wfm::testing::FileExists(out + "/samples/step_20.safetensors"));
+  ASSERT_EQ(RunCommand(Generate("--config " + out + "/config.json --weights " + out +
+                                "/model_ema.safetensors --num-frames 9 --output " + out + "/g.mp4"),
+                       &log),
+            0)
+      << log;
+  EXPECT_EQ(RunCommand(WfmTool() + " diffusion train --output " + out + "/x", &log), 2) << log;
+  EXPECT_NE(log.find("exactly one of"), std::string::npos) << log;
+
+  // Pre-tokenized clips (raw latents + stored text embeddings), Text2World network.
+  for (int i = 0; i < 3; ++i) {
+    wfm::diffusion::LatentClip c;
+    c.latent = at::randn({16, 2, 4, 4});
+    c.crossattn_emb = at::randn({3, 32});
+    WFM_ASSERT_OK(wfm::diffusion::LatentFolder::Write(out + "/clips/" + std::to_string(i) + ".safetensors", c));
+  }
+  ASSERT_EQ(RunCommand(WfmTool() + " diffusion train --config tiny --data " + out + "/clips --steps 3 --batch-size 2 "
+                                   "--device cpu --threads 1 --output " + out + "/run2",
+                       &log),
+            0)
+      << log;
+  EXPECT_NE(log.find("3 pre-tokenized clips"), std::string::npos) << log;
 }
 
 }  // namespace

@@ -1,0 +1,603 @@
+// `wfm diffusion train`: trains (or fine-tunes) a diffusion DiT on latent clips. The loop, AdamW, warmup/decay,
+// EMA, clipping, atomic checkpoints + resume, JSONL metrics and data parallelism are core/train's; this file
+// holds the diffusion-specific parts: the data sources (synthetic latent process, pre-tokenized clip folders,
+// video folders and curated webdataset shards tokenized on the fly), text conditioning with dropout, the loss
+// (wfm/diffusion/training.h), evaluation and periodic samples.
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/grad_mode.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "cli.h"
+#include "wfm/core/checkpoint.h"
+#include "wfm/core/file_util.h"
+#include "wfm/core/logging.h"
+#include "wfm/core/runtime.h"
+#include "wfm/core/safetensors.h"
+#include "wfm/core/status.h"
+#include "wfm/core/text/embedding_cache.h"
+#include "wfm/core/text/text_encoder.h"
+#include "wfm/core/train/distributed.h"
+#include "wfm/core/train/ema.h"
+#include "wfm/core/train/optimizer.h"
+#include "wfm/core/train/rng.h"
+#include "wfm/core/train/trainer.h"
+#include "wfm/core/train/video_clips.h"
+#include "wfm/core/video_io.h"
+#include "wfm/curation/webdataset.h"
+#include "wfm/diffusion/training.h"
+#include "wfm/diffusion/world_model.h"
+#include "wfm/tokenizer/tokenizer.h"
+
+namespace wfm::cli {
+namespace {
+
+using namespace wfm::diffusion;
+
+struct TrainArgs {
+  std::string config = "tiny", output, init_weights, data, videos, shards, tokenizer_config = "CV8x8x8",
+              tokenizer_weights, latent_stats, text_encoder, device = "auto", precision = "auto",
+              lr_schedule = "cosine";
+  bool synthetic = false, no_resume = false;
+  int64_t steps = 1000, batch_size = 4, grad_accum = 1, warmup = 100, log_every = 10, eval_every = 200,
+          checkpoint_every = 500, sample_every = 0, sample_steps = 12, seed = 0, num_frames = 17, height = 128,
+          width = 128, synthetic_frames = 4, synthetic_size = 8, min_condition_frames = 1, max_condition_frames = 2;
+  double lr = 1e-4, min_lr = 0.0, weight_decay = 0.1, clip_grad = 1.0, ema_decay = 0.9999, text_dropout = 0.2,
+         condition_dropout = 0.3, fps = 24.0, max_time_s = 0.0, p_mean = 0.0, p_std = 1.0;
+};
+
+// One clip in diffusion space plus its text.
+struct ClipItem {
+  at::Tensor x0;       // [C, T, H, W] = sigma_data * normalised latent
+  at::Tensor emb;      // [N, D] or undefined
+  std::string caption;
+};
+
+// A training data source. Clips are pure functions of their index where the source allows it (synthetic, clip
+// folders, video folders), so resumed runs see the same data; shards stream and skip what was consumed.
+class ClipSource {
+ public:
+  virtual ~ClipSource() = default;
+  virtual absl::StatusOr<ClipItem> Get(uint64_t index) = 0;
+  // Fixed clips for evaluation and samples.
+  virtual absl::StatusOr<std::vector<ClipItem>> Validation(int64_t n) = 0;
+  virtual std::string Describe() const = 0;
+  virtual nlohmann::json SaveState() const { return nlohmann::json::object(); }
+  virtual absl::Status LoadState(const nlohmann::json&) { return absl::OkStatus(); }
+};
+
+class SyntheticSource : public ClipSource {
+ public:
+  SyntheticSource(SyntheticLatentProcess p, uint64_t seed) : p_(p), seed_(seed) {}
+  absl::StatusOr<ClipItem> Get(uint64_t index) override {
+    TrainingBatch b = p_.Batch(static_cast<int64_t>(index), 1, seed_);
+    return ClipItem{b.x0[0], b.crossattn_emb[0], ""};
+  }
+  absl::StatusOr<std::vector<ClipItem>> Validation(int64_t n) override {
+    std::vector<ClipItem> v;
+    for (int64_t i = 0; i < n; ++i) {
+      TrainingBatch b = p_.Batch(int64_t{1} << 40 | i, 1, seed_);  // never drawn in training
+      v.push_back({b.x0[0], b.crossattn_emb[0], ""});
+    }
+    return v;
+  }
+  std::string Describe() const override {
+    return absl::StrCat("synthetic latent process ", p_.channels, "x", p_.frames, "x", p_.height, "x", p_.width);
+  }
+
+ private:
+  SyntheticLatentProcess p_;
+  uint64_t seed_;
+};
+
+// Pre-tokenized clips (raw tokenizer latents, normalised here).
+class LatentFolderSource : public ClipSource {
+ public:
+  LatentFolderSource(LatentFolder folder, LatentStats stats, double sigma_data, uint64_t seed)
+      : folder_(std::move(folder)), stats_(std::move(stats)), sigma_data_(sigma_data), seed_(seed) {}
+  absl::StatusOr<ClipItem> Get(uint64_t index) override {
+    // Epoch-wise permutation: every clip once per epoch, in a seeded order.
+    const uint64_t n = static_cast<uint64_t>(folder_.size()), epoch = index / n;
+    const at::Tensor perm = at::randperm(static_cast<int64_t>(n), train::MakeCpuGenerator(train::MixSeed(seed_, epoch)),
+                                         at::TensorOptions().dtype(at::kLong));
+    return Load(perm[static_cast<int64_t>(index % n)].item<int64_t>());
+  }
+  absl::StatusOr<std::vector<ClipItem>> Validation(int64_t n) override {
+    std::vector<ClipItem> v;
+    for (int64_t i = 0; i < std::min<int64_t>(n, folder_.size()); ++i) {
+      WFM_ASSIGN_OR_RETURN(ClipItem c, Load(i));
+      v.push_back(std::move(c));
+    }
+    return v;
+  }
+  std::string Describe() const override {
+    return absl::StrCat(folder_.size(), " pre-tokenized clips of ", c10::str(folder_.latent_shape()));
+  }
+
+ private:
+  absl::StatusOr<ClipItem> Load(int64_t i) {
+    WFM_ASSIGN_OR_RETURN(LatentClip c, folder_.Get(i));
+    return ClipItem{stats_.Normalize(c.latent.unsqueeze(0))[0] * sigma_data_, c.crossattn_emb, c.caption};
+  }
+  LatentFolder folder_;
+  LatentStats stats_;
+  double sigma_data_;
+  uint64_t seed_;
+};
+
+// Encodes pixel clips [3, T, H, W] in [-1, 1] into diffusion space.
+class Encoder {
+ public:
+  Encoder(std::unique_ptr<tokenizer::Tokenizer> tok, LatentStats stats, double sigma_data, c10::Device device)
+      : tok_(std::move(tok)), stats_(std::move(stats)), sigma_data_(sigma_data), device_(device) {}
+  absl::StatusOr<at::Tensor> Encode(const at::Tensor& video_cthw) {
+    torch::NoGradGuard g;
+    WFM_ASSIGN_OR_RETURN(tokenizer::EncodeResult e, tok_->Encode(video_cthw.unsqueeze(0)));
+    return (stats_.Normalize(e.latent.to(device_, at::kFloat)) * sigma_data_)[0];
+  }
+  tokenizer::Tokenizer& tokenizer() { return *tok_; }
+  const LatentStats& stats() const { return stats_; }
+
+ private:
+  std::unique_ptr<tokenizer::Tokenizer> tok_;
+  LatentStats stats_;
+  double sigma_data_;
+  c10::Device device_;
+};
+
+// The caption of a video file: KEY.txt beside it, else the first window caption of KEY.json.
+std::string SidecarCaption(const std::string& video_path) {
+  namespace fs = std::filesystem;
+  const fs::path p(video_path);
+  auto read = [](const fs::path& f) -> std::string {
+    std::ifstream in(f);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  if (fs::exists(fs::path(p).replace_extension(".txt"))) return read(fs::path(p).replace_extension(".txt"));
+  if (fs::exists(fs::path(p).replace_extension(".json"))) {
+    const nlohmann::json j = nlohmann::json::parse(read(fs::path(p).replace_extension(".json")), nullptr, false);
+    if (j.is_object() && j.contains("windows") && j["windows"].is_array() && !j["windows"].empty() &&
+        j["windows"][0].contains("caption") && j["windows"][0]["caption"].is_string())
+      return j["windows"][0]["caption"].get<std::string>();
+  }
+  return "";
+}
+
+// Random clips of a folder of videos (train::VideoClipDataset), tokenized on the fly.
+class VideoFolderSource : public ClipSource {
+ public:
+  VideoFolderSource(std::unique_ptr<train::VideoClipDataset> ds, Encoder* enc) : ds_(std::move(ds)), enc_(enc) {}
+  absl::StatusOr<ClipItem> Get(uint64_t index) override {
+    WFM_ASSIGN_OR_RETURN(train::VideoClip c, ds_->TrainClip(index));
+    return Make(c);
+  }
+  absl::StatusOr<std::vector<ClipItem>> Validation(int64_t n) override {
+    WFM_ASSIGN_OR_RETURN(std::vector<train::VideoClip> clips, ds_->ValidationClips(n));
+    std::vector<ClipItem> v;
+    for (const auto& c : clips) {
+      WFM_ASSIGN_OR_RETURN(ClipItem item, Make(c));
+      v.push_back(std::move(item));
+    }
+    return v;
+  }
+  std::string Describe() const override { return ds_->Summary(); }
+
+ private:
+  absl::StatusOr<ClipItem> Make(const train::VideoClip& c) {
+    WFM_ASSIGN_OR_RETURN(at::Tensor x0, enc_->Encode(FramesToModelInput(c.frames)), c.path);
+    return ClipItem{x0, at::Tensor(), SidecarCaption(c.path)};
+  }
+  std::unique_ptr<train::VideoClipDataset> ds_;
+  Encoder* enc_;
+};
+
+// Curated webdataset shards (KEY.mp4 + KEY.txt / KEY.json), streamed, split across ranks by shard and repeated
+// with a per-epoch shuffled shard order; the first num_frames frames of each clip at the training size.
+class ShardSource : public ClipSource {
+ public:
+  static absl::StatusOr<std::unique_ptr<ShardSource>> Open(const std::string& path, const TrainArgs& a, int rank,
+                                                           int world, Encoder* enc) {
+    auto s = std::unique_ptr<ShardSource>(new ShardSource);
+    s->path_ = path;
+    s->a_ = a;
+    s->enc_ = enc;
+    s->options_.rank = rank;
+    s->options_.world_size = world;
+    s->options_.shuffle_seed = static_cast<uint64_t>(a.seed) + 1;
+    s->options_.epochs = 0;  // forever
+    WFM_ASSIGN_OR_RETURN(s->reader_, curation::DatasetReader::Open({path}, s->options_));
+    return s;
+  }
+  absl::StatusOr<ClipItem> Get(uint64_t) override {
+    for (int attempts = 0; attempts < 1000; ++attempts) {
+      curation::Sample s;
+      WFM_ASSIGN_OR_RETURN(bool more, reader_->Next(&s));
+      if (!more) return absl::OutOfRangeError(absl::StrCat(path_, ": no samples"));
+      ++consumed_;
+      if (skip_ > 0) {
+        --skip_;
+        continue;
+      }
+      auto item = Make(s);
+      if (item.ok()) return item;
+      WFM_LOG(WARNING) << "skipping " << s.key << " (" << s.shard << "): " << item.status().message();
+    }
+    return absl::DataLossError(absl::StrCat(path_, ": too many unusable samples in a row"));
+  }
+  absl::StatusOr<std::vector<ClipItem>> Validation(int64_t n) override {
+    curation::DatasetOptions o;  // the first clips of the first shards, fixed
+    WFM_ASSIGN_OR_RETURN(auto r, curation::DatasetReader::Open({path_}, o));
+    std::vector<ClipItem> v;
+    curation::Sample s;
+    while (static_cast<int64_t>(v.size()) < n) {
+      WFM_ASSIGN_OR_RETURN(bool more, r->Next(&s));
+      if (!more) break;
+      auto item = Make(s);
+      if (item.ok()) v.push_back(std::move(*item));
+    }
+    if (v.empty()) return absl::NotFoundError(absl::StrCat(path_, ": no usable validation clip"));
+    return v;
+  }
+  std::string Describe() const override { return absl::StrCat("webdataset shards under ", path_); }
+  nlohmann::json SaveState() const override { return {{"consumed", consumed_}}; }
+  absl::Status LoadState(const nlohmann::json& j) override {
+    skip_ = j.value("consumed", int64_t{0});
+    consumed_ = 0;
+    return absl::OkStatus();
+  }
+
+ private:
+  ShardSource() = default;
+  absl::StatusOr<ClipItem> Make(const curation::Sample& s) {
+    if (!s.Has("mp4")) return absl::InvalidArgumentError("no mp4 member");
+    WFM_ASSIGN_OR_RETURN(at::Tensor frames, s.DecodeVideo(static_cast<int>(a_.width), static_cast<int>(a_.height)));
+    if (frames.size(0) < a_.num_frames)
+      return absl::InvalidArgumentError(absl::StrCat(frames.size(0), " frames < ", a_.num_frames));
+    WFM_ASSIGN_OR_RETURN(at::Tensor x0, enc_->Encode(FramesToModelInput(frames.narrow(0, 0, a_.num_frames))));
+    std::string caption = s.Text();
+    if (caption.empty() && s.Has("json")) {
+      auto j = s.Json();
+      if (j.ok() && j->contains("windows") && (*j)["windows"].is_array() && !(*j)["windows"].empty())
+        caption = (*j)["windows"][0].value("caption", "");
+    }
+    return ClipItem{x0, at::Tensor(), caption};
+  }
+  std::string path_;
+  TrainArgs a_;
+  Encoder* enc_ = nullptr;
+  curation::DatasetOptions options_;
+  std::unique_ptr<curation::DatasetReader> reader_;
+  int64_t consumed_ = 0, skip_ = 0;
+};
+
+// Text for a batch: stored embeddings, else captions through the text encoder, else zeros (unconditional).
+class TextProvider {
+ public:
+  TextProvider(std::unique_ptr<text::TextEncoder> enc, int64_t dim, c10::Device device)
+      : enc_(std::move(enc)), dim_(dim), device_(device) {}
+  absl::StatusOr<at::Tensor> Embed(const std::vector<ClipItem>& items) {
+    std::vector<at::Tensor> embs;
+    for (const ClipItem& it : items) {
+      if (it.emb.defined()) {
+        if (it.emb.size(-1) != dim_)
+          return absl::InvalidArgumentError(absl::StrCat("stored text embedding has ", it.emb.size(-1),
+                                                         " channels, the DiT expects ", dim_));
+        embs.push_back(it.emb.to(device_, at::kFloat));
+      } else if (enc_ && !it.caption.empty()) {
+        WFM_ASSIGN_OR_RETURN(text::TextEmbeddings e, enc_->Encode({it.caption}));
+        embs.push_back(e.embeddings[0].to(device_, at::kFloat));
+      } else {
+        if (!warned_) WFM_LOG(WARNING) << "clips without text: training them unconditionally (zero embedding)";
+        warned_ = true;
+        embs.push_back(at::zeros({1, dim_}, at::TensorOptions().device(device_)));
+      }
+    }
+    int64_t n = 0;
+    for (const auto& e : embs) n = std::max(n, e.size(0));
+    for (auto& e : embs)
+      if (e.size(0) < n) e = at::constant_pad_nd(e, {0, 0, 0, n - e.size(0)});
+    return at::stack(embs);
+  }
+
+ private:
+  std::unique_ptr<text::TextEncoder> enc_;
+  int64_t dim_;
+  c10::Device device_;
+  bool warned_ = false;
+};
+
+absl::StatusOr<TrainingBatch> MakeBatch(const std::vector<ClipItem>& items, TextProvider& text, double fps,
+                                        c10::Device device) {
+  std::vector<at::Tensor> xs;
+  for (const auto& it : items) {
+    if (!xs.empty() && it.x0.sizes() != xs.front().sizes())
+      return absl::InvalidArgumentError(absl::StrCat("clips of different latent shapes in one batch: ",
+                                                     c10::str(xs.front().sizes()), " and ", c10::str(it.x0.sizes())));
+    xs.push_back(it.x0.to(device, at::kFloat));
+  }
+  TrainingBatch b;
+  b.x0 = at::stack(xs);
+  WFM_ASSIGN_OR_RETURN(b.crossattn_emb, text.Embed(items));
+  b.fps = fps;
+  return b;
+}
+
+absl::Status Train(const TrainArgs& a) {
+  // ---- setup ----
+  WFM_ASSIGN_OR_RETURN(DiTConfig cfg, DiTConfig::FromPresetOrFile(a.config));
+  WFM_ASSIGN_OR_RETURN(c10::Device device, ParseDevice(a.device));
+  WFM_ASSIGN_OR_RETURN(c10::ScalarType precision, train::ParsePrecision(a.precision, device));
+  WFM_ASSIGN_OR_RETURN(train::LrSchedule::Kind sched_kind, train::LrSchedule::ParseKind(a.lr_schedule));
+  WFM_ASSIGN_OR_RETURN(std::shared_ptr<train::ProcessGroup> group, train::ProcessGroup::Create("auto"));
+  std::unique_ptr<Parametrization> param = DefaultParametrization(cfg);
+
+  WFM_ASSIGN_OR_RETURN(std::shared_ptr<DiffusionNetwork> net, MakeDiffusionNetwork(cfg));
+  at::manual_seed(static_cast<uint64_t>(a.seed));
+  net->InitializeWeights();
+  if (!a.init_weights.empty()) WFM_RETURN_IF_ERROR(LoadDiTWeights(*net, a.init_weights));
+  net->to(device);
+  WFM_RETURN_IF_ERROR(train::BroadcastParameters(*group, *net));
+
+  // ---- data ----
+  std::unique_ptr<Encoder> encoder;
+  LatentStats stats = LatentStats::Identity(cfg.latent_channels());
+  if (!a.latent_stats.empty()) {
+    WFM_ASSIGN_OR_RETURN(stats, LatentStats::Load(a.latent_stats, cfg.latent_channels()));
+  }
+  if (!a.videos.empty() || !a.shards.empty()) {
+    WFM_ASSIGN_OR_RETURN(tokenizer::TokenizerConfig tcfg, tokenizer::TokenizerConfig::FromPresetOrFile(a.tokenizer_config));
+    if (tcfg.name != "CV" || tcfg.latent_channels != cfg.latent_channels())
+      return absl::InvalidArgumentError(absl::StrCat("the tokenizer (", tcfg.name, ", ", tcfg.latent_channels,
+                                                     " latent channels) does not fit the DiT (",
+                                                     cfg.latent_channels(), " channels)"));
+    WFM_RETURN_IF_ERROR(CheckPixelFrameCount(a.num_frames, tcfg.temporal_compression, "--num-frames"));
+    if (a.tokenizer_weights.empty())
+      return absl::InvalidArgumentError("--videos/--shards need --tokenizer-weights to tokenize on the fly");
+    tokenizer::TokenizerOptions to;
+    to.device = device.str();
+    WFM_ASSIGN_OR_RETURN(auto tok, tokenizer::Tokenizer::Create(tcfg, a.tokenizer_weights, to));
+    encoder = std::make_unique<Encoder>(std::move(tok), stats, param->sigma_data(), device);
+  }
+  std::unique_ptr<ClipSource> source;
+  if (a.synthetic) {
+    SyntheticLatentProcess p;
+    p.channels = cfg.latent_channels();
+    p.frames = a.synthetic_frames;
+    p.height = p.width = a.synthetic_size;
+    p.text_dim = cfg.crossattn_emb_channels;
+    p.sigma_data = param->sigma_data();
+    source = std::make_unique<SyntheticSource>(p, static_cast<uint64_t>(a.seed));
+  } else if (!a.data.empty()) {
+    WFM_ASSIGN_OR_RETURN(LatentFolder folder, LatentFolder::Open(a.data));
+    if (folder.latent_shape()[0] != cfg.latent_channels())
+      return absl::InvalidArgumentError(absl::StrCat(a.data, ": clips have ", folder.latent_shape()[0],
+                                                     " latent channels, the DiT expects ", cfg.latent_channels()));
+    source = std::make_unique<LatentFolderSource>(std::move(folder), stats, param->sigma_data(),
+                                                  static_cast<uint64_t>(a.seed));
+  } else if (!a.videos.empty()) {
+    train::VideoClipOptions vo;
+    vo.num_frames = a.num_frames;
+    vo.width = static_cast<int>(a.width);
+    vo.height = static_cast<int>(a.height);
+    vo.fps = a.fps;
+    vo.seed = static_cast<uint64_t>(a.seed);
+    WFM_ASSIGN_OR_RETURN(auto ds, train::VideoClipDataset::Open({a.videos}, vo));
+    source = std::make_unique<VideoFolderSource>(std::move(ds), encoder.get());
+  } else {
+    WFM_ASSIGN_OR_RETURN(source, ShardSource::Open(a.shards, a, group->rank(), group->world_size(), encoder.get()));
+  }
+  std::unique_ptr<text::TextEncoder> text_encoder;
+  if (!a.text_encoder.empty()) {
+    text::LoadTextEncoderOptions lo;
+    lo.device = device.str();
+    WFM_ASSIGN_OR_RETURN(auto enc, text::LoadTextEncoder(a.text_encoder, lo));
+    if (enc->dim() != cfg.crossattn_emb_channels)
+      return absl::InvalidArgumentError(absl::StrCat("the text encoder gives ", enc->dim(), "-dim embeddings, the DiT "
+                                                     "expects crossattn_emb_channels ", cfg.crossattn_emb_channels));
+    text_encoder = std::make_unique<text::CachedTextEncoder>(std::move(enc), a.output + "/text_cache");
+  }
+  TextProvider text(std::move(text_encoder), cfg.crossattn_emb_channels, device);
+  WFM_LOG(INFO) << "data: " << source->Describe();
+  WFM_ASSIGN_OR_RETURN(std::vector<ClipItem> val_items, source->Validation(std::max<int64_t>(a.batch_size, 2)));
+  WFM_ASSIGN_OR_RETURN(TrainingBatch val, MakeBatch(val_items, text, a.fps, device));
+
+  // ---- optimisation ----
+  train::AdamWOptions ao;
+  ao.lr = a.lr;
+  ao.weight_decay = a.weight_decay;
+  train::AdamW opt = train::AdamW::ForModule(*net, ao);
+  train::Ema ema(*net, a.ema_decay);
+  train::LrSchedule sched;
+  sched.kind = sched_kind;
+  sched.base_lr = a.lr;
+  sched.warmup_steps = a.warmup;
+  sched.total_steps = a.steps;
+  sched.min_lr = a.min_lr;
+  DiffusionTrainingOptions lo;
+  lo.sigma.p_mean = a.p_mean;
+  lo.sigma.p_std = a.p_std;
+  lo.text_dropout = a.text_dropout;
+  lo.condition_dropout = a.condition_dropout;
+  lo.min_condition_frames = a.min_condition_frames;
+  lo.max_condition_frames = a.max_condition_frames;
+
+  train::TrainerOptions to;
+  to.output_dir = a.output;
+  to.total_steps = a.steps;
+  to.log_every = a.log_every;
+  to.eval_every = a.eval_every;
+  to.sample_every = a.sample_every;
+  to.checkpoint_every = a.checkpoint_every;
+  to.resume = !a.no_resume;
+  to.max_time_s = a.max_time_s;
+  to.items_per_step = a.batch_size * a.grad_accum * group->world_size();
+  to.progress_label = "diffusion train";
+  train::Trainer trainer(to, group);
+  trainer.items().modules["model"] = net.get();
+  trainer.items().emas["model_ema"] = &ema;
+  trainer.items().optimizers["optimizer"] = &opt;
+  trainer.AddState("data", [&] { return source->SaveState(); }, [&](const nlohmann::json& j) { return source->LoadState(j); });
+  nlohmann::json run_config = {{"dit", cfg.ToJson()}, {"lr", a.lr}, {"batch_size", a.batch_size},
+                               {"grad_accum", a.grad_accum}, {"text_dropout", a.text_dropout},
+                               {"condition_dropout", a.condition_dropout}, {"seed", a.seed},
+                               {"parametrization", param->name()}, {"data", source->Describe()}};
+  trainer.set_config(run_config);
+  if (trainer.is_main()) {
+    WFM_RETURN_IF_ERROR(MakeDirs(a.output));
+    WFM_RETURN_IF_ERROR(WriteFileAtomically(a.output + "/config.json", cfg.ToJson().dump(2) + "\n"));
+  }
+
+  trainer.OnEval([&](int64_t) -> absl::StatusOr<train::Metrics> {
+    train::Ema::ScopedSwap swap(ema);
+    net->eval();
+    const double l = EvaluationLoss(*net, *param, val, 1234);
+    net->train();
+    return train::Metrics{{"eval_loss", l}};
+  });
+  trainer.OnSample([&](int64_t step) -> absl::Status {
+    if (!trainer.is_main()) return absl::OkStatus();
+    train::Ema::ScopedSwap swap(ema);
+    DiffusionWorldModel wm(net, DefaultParametrization(cfg));
+    GenerateOptions go;
+    go.num_steps = static_cast<int>(a.sample_steps);
+    go.seed = static_cast<uint64_t>(a.seed);
+    go.fps = a.fps;
+    TextConditioning tc{val.crossattn_emb.narrow(0, 0, 1), {}};
+    VideoConditioning vc;
+    if (cfg.video_conditioned()) {
+      vc.latent = val.x0.narrow(0, 0, 1);
+      vc.num_frames = 1;
+    }
+    const auto shape = val.x0.sizes().slice(1);
+    WFM_ASSIGN_OR_RETURN(at::Tensor x, wm.Generate(shape, tc, vc, go));
+    net->train();
+    const std::string base = absl::StrCat(a.output, "/samples/step_", step);
+    const at::Tensor latent = encoder ? encoder->stats().Denormalize(x / param->sigma_data())
+                                      : stats.Denormalize(x / param->sigma_data());
+    WFM_RETURN_IF_ERROR(WriteSafetensors(base + ".safetensors", {{"latent", latent.cpu()}, {"x0", x.cpu()}}));
+    if (encoder) {
+      WFM_ASSIGN_OR_RETURN(at::Tensor rec, encoder->tokenizer().Decode(latent));
+      EncodeOptions eo;
+      eo.fps = a.fps;
+      WFM_RETURN_IF_ERROR(WriteVideo(base + ".mp4", ModelOutputToFrames(rec[0]), eo));
+    }
+    return absl::OkStatus();
+  });
+
+  const int rank = group->rank(), world = group->world_size();
+  net->train();
+  WFM_ASSIGN_OR_RETURN(train::TrainerResult result, trainer.Run([&](int64_t step) -> absl::StatusOr<train::Metrics> {
+    opt.ZeroGrad();
+    train::Metrics m;
+    for (int64_t k = 0; k < a.grad_accum; ++k) {
+      const uint64_t micro = static_cast<uint64_t>(step * a.grad_accum + k);
+      std::vector<ClipItem> items;
+      for (int64_t i = 0; i < a.batch_size; ++i) {
+        WFM_ASSIGN_OR_RETURN(ClipItem it, source->Get((micro * world + rank) * a.batch_size + i));
+        items.push_back(std::move(it));
+      }
+      WFM_ASSIGN_OR_RETURN(TrainingBatch batch, MakeBatch(items, text, a.fps, device));
+      at::Generator gen = train::MakeCpuGenerator(train::MixSeed(static_cast<uint64_t>(a.seed), micro, rank));
+      LossOutput l;
+      {
+        train::AutocastGuard autocast(device, precision);
+        l = DiffusionTrainingLoss(*net, *param, batch, lo, gen);
+      }
+      (l.loss / static_cast<double>(a.grad_accum)).backward();
+      m["loss"] += l.loss.item<double>() / a.grad_accum;
+      m["mse"] += l.mse / a.grad_accum;
+      m["log_sigma"] += l.mean_log_sigma / a.grad_accum;
+      m["condition_frames"] += l.condition_frames / a.grad_accum;
+    }
+    train::UpdateOptions uo;
+    uo.lr = sched.At(step);
+    uo.clip_norm = a.clip_grad;
+    uo.group = group.get();
+    uo.ema = &ema;
+    WFM_ASSIGN_OR_RETURN(double gnorm, train::ApplyGradients(opt, uo));
+    m["grad_norm"] = gnorm;
+    m["lr"] = uo.lr;
+    return m;
+  }));
+  if (trainer.is_main()) {
+    train::Ema::ScopedSwap swap(ema);
+    WFM_RETURN_IF_ERROR(SaveModule(*net, a.output + "/model_ema.safetensors", {{"dit_config", cfg.ToJson().dump()}}));
+    WFM_LOG(INFO) << "trained steps " << result.start_step << ".." << result.end_step << " in "
+                  << result.seconds << " s; EMA weights: " << a.output << "/model_ema.safetensors (config "
+                  << a.output << "/config.json)";
+  }
+  return absl::OkStatus();
+}
+
+int RunTrain(int argc, char** argv) {
+  TrainArgs a;
+  ArgParser p("wfm diffusion train",
+              "Train or fine-tune a diffusion DiT. One network learns Text2World and Video2World: text is dropped "
+              "with --text-dropout (classifier-free guidance) and, for Video2World networks, the first 1..2 latent "
+              "frames are given except with probability --condition-dropout. Resumes from OUT/checkpoints/latest. "
+              "Data-parallel under mpirun (one process per GPU/node; rank 0 writes).");
+  p.Option("config", &a.config, "DiT config json or preset (default tiny)")
+      .Option("output", &a.output, "run directory: config.json, metrics.jsonl, checkpoints/, samples/", true)
+      .Option("init-weights", &a.init_weights, "start from these DiT weights (fine-tuning)")
+      .Flag("synthetic", &a.synthetic, "train on the built-in synthetic latent process (smoke tests, examples)")
+      .Option("data", &a.data, "folder of pre-tokenized clips (*.safetensors with latent [+ crossattn_emb])")
+      .Option("videos", &a.videos, "folder of videos (+ KEY.txt captions), tokenized on the fly")
+      .Option("shards", &a.shards, "curated webdataset shards (KEY.mp4 + KEY.txt/json), tokenized on the fly")
+      .Option("tokenizer-config", &a.tokenizer_config, "tokenizer config json or preset (default CV8x8x8)")
+      .Option("tokenizer-weights", &a.tokenizer_weights, "tokenizer weights (for --videos/--shards)")
+      .Option("latent-stats", &a.latent_stats, "latent mean/std file (mean_std.pt); default identity")
+      .Option("text-encoder", &a.text_encoder, "text encoder for captions (T5 dir or built-in .safetensors)")
+      .Option("num-frames", &a.num_frames, "pixel frames per clip for --videos/--shards (1 + k*8; default 17)")
+      .Option("height", &a.height, "clip height for --videos/--shards (default 128)")
+      .Option("width", &a.width, "clip width for --videos/--shards (default 128)")
+      .Option("fps", &a.fps, "clip frame rate (default 24)")
+      .Option("synthetic-frames", &a.synthetic_frames, "latent frames of synthetic clips (default 4)")
+      .Option("synthetic-size", &a.synthetic_size, "latent height/width of synthetic clips (default 8)")
+      .Option("steps", &a.steps, "optimisation steps (default 1000)")
+      .Option("batch-size", &a.batch_size, "clips per micro-batch and process (default 4)")
+      .Option("grad-accum", &a.grad_accum, "micro-batches per step (default 1)")
+      .Option("lr", &a.lr, "peak learning rate (default 1e-4)")
+      .Option("min-lr", &a.min_lr, "final learning rate (default 0)")
+      .Option("lr-schedule", &a.lr_schedule, "constant | cosine | linear (default cosine)")
+      .Option("warmup", &a.warmup, "linear warmup steps (default 100)")
+      .Option("weight-decay", &a.weight_decay, "AdamW weight decay (default 0.1; none on norms/biases/embeddings)")
+      .Option("clip-grad", &a.clip_grad, "global gradient-norm clip (default 1; 0 = off)")
+      .Option("ema-decay", &a.ema_decay, "EMA decay (default 0.9999, with warmup)")
+      .Option("text-dropout", &a.text_dropout, "probability of dropping the text (default 0.2)")
+      .Option("condition-dropout", &a.condition_dropout, "Video2World: probability of no condition frames (0.3)")
+      .Option("min-condition-frames", &a.min_condition_frames, "Video2World: fewest given latent frames (1)")
+      .Option("max-condition-frames", &a.max_condition_frames, "Video2World: most given latent frames (2)")
+      .Option("p-mean", &a.p_mean, "training noise: mean of ln(sigma) (default 0)")
+      .Option("p-std", &a.p_std, "training noise: std of ln(sigma) (default 1)")
+      .Option("log-every", &a.log_every, "steps between metrics records (default 10)")
+      .Option("eval-every", &a.eval_every, "steps between evaluations with the EMA weights (default 200)")
+      .Option("checkpoint-every", &a.checkpoint_every, "steps between checkpoints (default 500)")
+      .Option("sample-every", &a.sample_every, "steps between samples (default 0: at the end)")
+      .Option("sample-steps", &a.sample_steps, "sampling steps of the periodic samples (default 12)")
+      .Option("max-time", &a.max_time_s, "stop cleanly (with a checkpoint) after this many seconds")
+      .Flag("no-resume", &a.no_resume, "start fresh even if OUT has checkpoints")
+      .Option("seed", &a.seed, "seed of initialisation, data order and noise (default 0)")
+      .Option("device", &a.device, "cpu | cuda | auto (default auto)")
+      .Option("precision", &a.precision, "auto (bf16 autocast on CUDA) | fp32 | bf16")
+      .Epilog("example:\n  wfm diffusion train --config tiny-video2world --synthetic --steps 300 --output runs/t\n"
+              "  wfm diffusion generate --config runs/t/config.json --weights runs/t/model_ema.safetensors ...\n");
+  if (auto rc = p.Parse(argc, argv)) return *rc;
+  const int sources = int(a.synthetic) + int(!a.data.empty()) + int(!a.videos.empty()) + int(!a.shards.empty());
+  if (sources != 1) return p.UsageError("give exactly one of --synthetic, --data DIR, --videos DIR, --shards DIR");
+  if (a.batch_size < 1 || a.grad_accum < 1 || a.steps < 1)
+    return p.UsageError("--batch-size, --grad-accum and --steps must be >= 1");
+  const absl::Status s = Train(a);
+  return s.ok() ? kExitOk : ReportError(s);
+}
+
+WFM_REGISTER_COMMAND("diffusion train", "train or fine-tune the diffusion world model", RunTrain);
+
+}  // namespace
+}  // namespace wfm::cli
