@@ -198,16 +198,29 @@ class VideoFolderSource : public ClipSource {
   Encoder* enc_;
 };
 
-// Curated webdataset shards (KEY.mp4 + KEY.txt / KEY.json), streamed, split across ranks by shard and repeated
-// with a per-epoch shuffled shard order; the first num_frames frames of each clip at the training size.
+// Curated webdataset shards (KEY.mp4 + KEY.txt / KEY.json, and KEY.latent.safetensors when `wfm curate --latents`
+// stored the tokenized clip), streamed, split across ranks by shard and repeated with a per-epoch shuffled shard
+// order. A clip is the first num_frames frames at the training size: from the stored latents (first latent
+// frames, centre crop; no decoding) when present, else decoded and tokenized on the fly.
 class ShardSource : public ClipSource {
  public:
+  ~ShardSource() override {
+    std::error_code ec;
+    std::filesystem::remove(scratch_, ec);  // the stored-latent scratch file
+  }
   static absl::StatusOr<std::unique_ptr<ShardSource>> Open(const std::string& path, const TrainArgs& a, int rank,
-                                                           int world, Encoder* enc) {
+                                                           int world, Encoder* enc, const LatentStats& stats,
+                                                           double sigma_data, int64_t spatial, int64_t temporal) {
     auto s = std::unique_ptr<ShardSource>(new ShardSource);
     s->path_ = path;
     s->a_ = a;
     s->enc_ = enc;
+    s->stats_ = stats;
+    s->sigma_data_ = sigma_data;
+    s->latent_frames_ = LatentFramesFor(a.num_frames, temporal);
+    s->latent_h_ = a.height / spatial;
+    s->latent_w_ = a.width / spatial;
+    s->scratch_ = absl::StrCat(a.output, "/.shard_latent_", rank, ".safetensors");
     s->options_.rank = rank;
     s->options_.world_size = world;
     s->options_.shuffle_seed = static_cast<uint64_t>(a.seed) + 1;
@@ -255,12 +268,32 @@ class ShardSource : public ClipSource {
 
  private:
   ShardSource() = default;
+  absl::StatusOr<at::Tensor> StoredLatent(const curation::Sample& s) {
+    WFM_RETURN_IF_ERROR(WriteFileAtomically(scratch_, s.Get("latent.safetensors")));
+    WFM_ASSIGN_OR_RETURN(TensorMap t, ReadSafetensors(scratch_), s.key, ".latent.safetensors");
+    auto it = t.find("latent");
+    if (it == t.end() || it->second.dim() != 4)
+      return absl::InvalidArgumentError("KEY.latent.safetensors has no continuous `latent` [C, t, h, w]");
+    at::Tensor lat = it->second.to(at::kFloat);
+    const int64_t h = lat.size(2), w = lat.size(3);
+    if (lat.size(1) < latent_frames_ || h < latent_h_ || w < latent_w_)
+      return absl::InvalidArgumentError(absl::StrCat("stored latent ", c10::str(lat.sizes()), " is smaller than ",
+                                                     latent_frames_, "x", latent_h_, "x", latent_w_));
+    lat = lat.narrow(1, 0, latent_frames_).narrow(2, (h - latent_h_) / 2, latent_h_).narrow(3, (w - latent_w_) / 2, latent_w_);
+    return (stats_.Normalize(lat.unsqueeze(0)) * sigma_data_)[0].contiguous();
+  }
   absl::StatusOr<ClipItem> Make(const curation::Sample& s) {
-    if (!s.Has("mp4")) return absl::InvalidArgumentError("no mp4 member");
-    WFM_ASSIGN_OR_RETURN(at::Tensor frames, s.DecodeVideo(static_cast<int>(a_.width), static_cast<int>(a_.height)));
-    if (frames.size(0) < a_.num_frames)
-      return absl::InvalidArgumentError(absl::StrCat(frames.size(0), " frames < ", a_.num_frames));
-    WFM_ASSIGN_OR_RETURN(at::Tensor x0, enc_->Encode(FramesToModelInput(frames.narrow(0, 0, a_.num_frames))));
+    at::Tensor x0;
+    if (s.Has("latent.safetensors")) {
+      WFM_ASSIGN_OR_RETURN(x0, StoredLatent(s));
+    } else {
+      if (!s.Has("mp4")) return absl::InvalidArgumentError("neither latent.safetensors nor mp4 member");
+      if (!enc_) return absl::FailedPreconditionError("the clip has no stored latents: pass --tokenizer-weights");
+      WFM_ASSIGN_OR_RETURN(at::Tensor frames, s.DecodeVideo(static_cast<int>(a_.width), static_cast<int>(a_.height)));
+      if (frames.size(0) < a_.num_frames)
+        return absl::InvalidArgumentError(absl::StrCat(frames.size(0), " frames < ", a_.num_frames));
+      WFM_ASSIGN_OR_RETURN(x0, enc_->Encode(FramesToModelInput(frames.narrow(0, 0, a_.num_frames))));
+    }
     std::string caption = s.Text();
     if (caption.empty() && s.Has("json")) {
       auto j = s.Json();
@@ -269,9 +302,12 @@ class ShardSource : public ClipSource {
     }
     return ClipItem{x0, at::Tensor(), caption};
   }
-  std::string path_;
+  std::string path_, scratch_;
   TrainArgs a_;
   Encoder* enc_ = nullptr;
+  LatentStats stats_;
+  double sigma_data_ = 0.5;
+  int64_t latent_frames_ = 0, latent_h_ = 0, latent_w_ = 0;
   curation::DatasetOptions options_;
   std::unique_ptr<curation::DatasetReader> reader_;
   int64_t consumed_ = 0, skip_ = 0;
@@ -351,15 +387,17 @@ absl::Status Train(const TrainArgs& a) {
   if (!a.latent_stats.empty()) {
     WFM_ASSIGN_OR_RETURN(stats, LatentStats::Load(a.latent_stats, cfg.latent_channels()));
   }
+  WFM_ASSIGN_OR_RETURN(tokenizer::TokenizerConfig tcfg, tokenizer::TokenizerConfig::FromPresetOrFile(a.tokenizer_config));
   if (!a.videos.empty() || !a.shards.empty()) {
-    WFM_ASSIGN_OR_RETURN(tokenizer::TokenizerConfig tcfg, tokenizer::TokenizerConfig::FromPresetOrFile(a.tokenizer_config));
     if (tcfg.name != "CV" || tcfg.latent_channels != cfg.latent_channels())
       return absl::InvalidArgumentError(absl::StrCat("the tokenizer (", tcfg.name, ", ", tcfg.latent_channels,
                                                      " latent channels) does not fit the DiT (",
                                                      cfg.latent_channels(), " channels)"));
     WFM_RETURN_IF_ERROR(CheckPixelFrameCount(a.num_frames, tcfg.temporal_compression, "--num-frames"));
-    if (a.tokenizer_weights.empty())
-      return absl::InvalidArgumentError("--videos/--shards need --tokenizer-weights to tokenize on the fly");
+    if (a.height % tcfg.spatial_compression || a.width % tcfg.spatial_compression)
+      return absl::InvalidArgumentError(absl::StrCat("--height/--width must be multiples of ", tcfg.spatial_compression));
+  }
+  if (!a.tokenizer_weights.empty()) {
     tokenizer::TokenizerOptions to;
     to.device = device.str();
     WFM_ASSIGN_OR_RETURN(auto tok, tokenizer::Tokenizer::Create(tcfg, a.tokenizer_weights, to));
@@ -382,6 +420,7 @@ absl::Status Train(const TrainArgs& a) {
     source = std::make_unique<LatentFolderSource>(std::move(folder), stats, param->sigma_data(),
                                                   static_cast<uint64_t>(a.seed));
   } else if (!a.videos.empty()) {
+    if (!encoder) return absl::InvalidArgumentError("--videos needs --tokenizer-weights to tokenize on the fly");
     train::VideoClipOptions vo;
     vo.num_frames = a.num_frames;
     vo.width = static_cast<int>(a.width);
@@ -391,7 +430,9 @@ absl::Status Train(const TrainArgs& a) {
     WFM_ASSIGN_OR_RETURN(auto ds, train::VideoClipDataset::Open({a.videos}, vo));
     source = std::make_unique<VideoFolderSource>(std::move(ds), encoder.get());
   } else {
-    WFM_ASSIGN_OR_RETURN(source, ShardSource::Open(a.shards, a, group->rank(), group->world_size(), encoder.get()));
+    WFM_ASSIGN_OR_RETURN(source, ShardSource::Open(a.shards, a, group->rank(), group->world_size(), encoder.get(),
+                                                   stats, param->sigma_data(), tcfg.spatial_compression,
+                                                   tcfg.temporal_compression));
   }
   std::unique_ptr<text::TextEncoder> text_encoder;
   if (!a.text_encoder.empty()) {

@@ -8,6 +8,7 @@
 #include "wfm/core/safetensors.h"
 #include "wfm/core/text/builtin_encoder.h"
 #include "wfm/core/video_io.h"
+#include "wfm/curation/webdataset.h"
 #include "wfm/diffusion/training.h"
 #include "wfm/tokenizer/config.h"
 
@@ -192,6 +193,29 @@ TEST(DiffusionCli, TrainSyntheticResumeAndGenerate) {
             0)
       << log;
   EXPECT_NE(log.find("3 pre-tokenized clips"), std::string::npos) << log;
+
+  // Curated shards whose clips carry stored latents (wfm curate --latents): no tokenizer weights needed; clips
+  // are cut to 9 frames x 32 x 32 pixels (2 x 4 x 4 latents) from larger stored latents.
+  {
+    auto tar = wfm::curation::TarWriter::Open(out + "/shards/part_000000/000000.tar");
+    ASSERT_TRUE(tar.ok()) << tar.status();
+    for (int i = 0; i < 3; ++i) {
+      const std::string lat = out + "/lat.safetensors";
+      WFM_ASSERT_OK(wfm::WriteSafetensors(lat, {{"latent", at::randn({16, 3, 6, 6})}}));
+      const std::string key = "clip" + std::to_string(i);
+      WFM_ASSERT_OK((*tar)->Add(key + ".latent.safetensors", wfm::ReadFile(lat).value()));
+      WFM_ASSERT_OK((*tar)->Add(key + ".txt", "a ball rolls"));
+    }
+    WFM_ASSERT_OK((*tar)->Finish());
+  }
+  ASSERT_EQ(RunCommand(WfmTool() + " diffusion train --config tiny --shards " + out + "/shards --num-frames 9 "
+                                   "--height 32 --width 32 --steps 2 --batch-size 2 --device cpu --threads 1 --output " +
+                                   out + "/run3",
+                       &log),
+            0)
+      << log;
+  EXPECT_NE(log.find("webdataset shards"), std::string::npos) << log;
+  EXPECT_FALSE(std::filesystem::exists(out + "/run3/.shard_latent_0.safetensors")) << "scratch file left behind";
 }
 
 }  // namespace
