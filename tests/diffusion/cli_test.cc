@@ -219,3 +219,35 @@ TEST(DiffusionCli, TrainSyntheticResumeAndGenerate) {
 }
 
 }  // namespace
+
+namespace {
+
+// `wfm diffusion train --videos`: clips of `wfm world` videos tokenized on the fly by the CV8x8x8 fixture tokenizer
+// (random small weights), captions from KEY.txt; the final sample is decoded to an MP4 through the tokenizer.
+TEST(DiffusionCli, TrainOnVideoFolderTokenizedOnTheFly) {
+  const std::string tok = SharedPath("fixtures/tokenizer/CV8x8x8");
+  WFM_REQUIRE_FILE(tok + ".weights.safetensors");
+  const std::string dir = TempDir();
+  std::string log;
+  ASSERT_EQ(RunCommand(WfmTool() + " world --output " + dir + "/world --num-clips 2 --frames 60 --size 32x32 "
+                                   "--threads 1",
+                       &log),
+            0)
+      << log;
+  const std::string train = WfmTool() + " diffusion train --config tiny-video2world --videos " + dir +
+                            "/world --fps 12 --num-frames 9 --height 32 --width 32 --tokenizer-config " + tok +
+                            ".json --steps 2 --batch-size 2 --device cpu --threads 1 --output " + dir + "/run";
+  // Videos need the tokenizer weights.
+  EXPECT_EQ(RunCommand(train, &log), 1) << log;
+  EXPECT_NE(log.find("--tokenizer-weights"), std::string::npos) << log;
+  ASSERT_EQ(RunCommand(train + " --tokenizer-weights " + tok + ".weights.safetensors", &log), 0) << log;
+  EXPECT_NE(log.find("2 videos"), std::string::npos) << log;
+  WFM_ASSERT_OK_AND_ASSIGN(wfm::VideoInfo info, wfm::ProbeVideo(dir + "/run/samples/step_2.mp4", /*exact=*/true));
+  EXPECT_EQ(info.num_frames, 9);
+  EXPECT_EQ(info.width, 32);
+  // A frame count the tokenizer cannot take.
+  EXPECT_NE(RunCommand(train + " --num-frames 10 --tokenizer-weights " + tok + ".weights.safetensors", &log), 0);
+  EXPECT_NE(log.find("1 + k*8"), std::string::npos) << log;
+}
+
+}  // namespace
