@@ -10,8 +10,10 @@
 // Parallelism: `workers` videos at a time per process, and any number of processes under mpirun / srun; the
 // processes claim videos atomically on the shared output directory (DIR/.state/claims), each writes its own
 // shards (part = rank), rank 0 merges. Crash safety: a video is done when its journal line (DIR/.state/
-// journal_rR.jsonl, fsynced after its shard bytes) exists; a restart with the same command cuts partial
-// shards back to the last committed video and redoes only the unfinished videos.
+// journal_rR.jsonl, fsynced after its shard bytes) exists; a tar is renamed from .tar.partial to .tar only after
+// the journal records all of its samples; a restart with the same command cuts partial shards back to the last
+// committed video and redoes only the unfinished videos. Tests kill the process at each commit stage with
+// WFM_CURATE_CRASH_AT=POINT:N (see CrashPoint in pipeline.cc).
 #pragma once
 
 #include <cstdint>
