@@ -58,9 +58,12 @@ absl::StatusOr<ArLossOutput> TeacherForcedLoss(ArTransformerImpl& net, const at:
         ctx->embeddings = ctx->embeddings * keep.to(device, ctx->embeddings.scalar_type());
       }
     }
-    const at::Tensor logits = net.forward(input, 0, nullptr, ctx ? &*ctx : nullptr);  // [B, n, V]
+    // Only the predicted positions go through the output layer (the vocab x dim projection and the softmax over
+    // the vocabulary dominate time and memory at 64000 codes).
+    const at::Tensor hidden = net.Hidden(input, 0, nullptr, ctx ? &*ctx : nullptr);  // [B, N, dim]
     const int64_t n = targets.size(1) - skip;
-    const at::Tensor l = logits.narrow(1, skip, n).reshape({B * n, -1}).to(at::kFloat);
+    const at::Tensor l =
+        net.output->forward(hidden.narrow(1, skip, n)).reshape({B * n, -1}).to(at::kFloat);  // [B*n, V]
     const at::Tensor t = targets.narrow(1, skip, n).reshape({B * n});
     const at::Tensor lse = at::logsumexp(l, -1);                                    // [B*n]
     const at::Tensor ce = (lse - l.gather(1, t.unsqueeze(1)).squeeze(1)).mean();    // cross-entropy
