@@ -1,15 +1,20 @@
 // Clip transcoding from one decode pass: frame-exact spans, crop + resize, fps resampling, stream copy of
 // keyframe-aligned clips (and re-encoding of the others), encoder resolution.
+#include <filesystem>
+
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
 #include "curation_test_util.h"
 #include "test_support.h"
 #include "wfm/curation/analysis.h"
+#include "wfm/curation/pipeline.h"
 #include "wfm/curation/transcode.h"
+#include "wfm/curation/webdataset.h"
 
 namespace wfm::curation {
 namespace {
+namespace fs = std::filesystem;
 
 double Psnr(const at::Tensor& a, const at::Tensor& b) {
   double mse = (a.to(at::kDouble) - b.to(at::kDouble)).pow(2).mean().item<double>();
@@ -22,6 +27,15 @@ class TranscodeTest : public ::testing::Test {
     city_ = wfm::testing::SharedPath("media/cityCC0.mpg");
     WFM_REQUIRE_FILE(city_);
     dir_ = wfm::testing::TempDir();
+  }
+  // Three shots of 100, 100 and 70 frames (320x180, 25 fps), a keyframe every 25 frames.
+  void WriteGopVideo(const std::string& video) {
+    WFM_ASSERT_OK_AND_ASSIGN(at::Tensor a, testing::LoadFrames(city_, 320, 180, 0, 100));
+    WFM_ASSERT_OK_AND_ASSIGN(at::Tensor b, testing::LoadFrames(wfm::testing::SharedPath("media/vtest.avi"), 320, 180, 0, 100));
+    WFM_ASSERT_OK_AND_ASSIGN(at::Tensor c, testing::LoadFrames(city_, 320, 180, 120, 70));
+    WFM_ASSERT_OK(testing::EncodeFrames(at::cat({a, b, c}), 25, video,
+                                        "-c:v libx264 -preset veryfast -x264-params keyint=25:min-keyint=25:scenecut=0 "
+                                        "-pix_fmt yuv420p"));
   }
   std::string city_, dir_;
 };
@@ -78,13 +92,9 @@ TEST_F(TranscodeTest, SpansCropResizeAndFps) {
 TEST_F(TranscodeTest, StreamCopiesKeyframeAlignedClips) {
   // Three shots of 100 frames with a keyframe every 25 frames: with no trimming the clips start and end on
   // keyframes and are copied; with the default 0.5 s trim they are not aligned and get re-encoded.
-  WFM_ASSERT_OK_AND_ASSIGN(at::Tensor a, testing::LoadFrames(city_, 320, 180, 0, 100));
-  WFM_ASSERT_OK_AND_ASSIGN(at::Tensor b, testing::LoadFrames(wfm::testing::SharedPath("media/vtest.avi"), 320, 180, 0, 100));
-  WFM_ASSERT_OK_AND_ASSIGN(at::Tensor c, testing::LoadFrames(city_, 320, 180, 120, 70));
   std::string video = dir_ + "/gop.mp4";
-  WFM_ASSERT_OK(testing::EncodeFrames(at::cat({a, b, c}), 25, video,
-                                      "-c:v libx264 -preset veryfast -x264-params keyint=25:min-keyint=25:scenecut=0 "
-                                      "-pix_fmt yuv420p"));
+  WriteGopVideo(video);
+  if (HasFatalFailure()) return;
   for (double trim : {0.0, 0.5}) {
     AnalysisOptions ao;
     ao.clips.crop_s = trim;
@@ -115,6 +125,41 @@ TEST_F(TranscodeTest, StreamCopiesKeyframeAlignedClips) {
       }
     }
   }
+}
+
+TEST_F(TranscodeTest, CurateStreamCopiesAlignedClipsIntoShards) {
+  // `wfm curate --stream-copy --trim-s 0`: the keyframe alignment found by the analysis reaches the transcode
+  // step, the clips are copied (not re-encoded) and the shards' mp4s hold the recorded frames.
+  fs::create_directories(dir_ + "/in");
+  WriteGopVideo(dir_ + "/in/gop.mp4");
+  if (HasFatalFailure()) return;
+  CurateOptions o;
+  o.inputs = {dir_ + "/in"};
+  o.output = dir_ + "/out";
+  o.quiet = true;
+  o.workers = 1;
+  o.analysis.decode_threads = 1;
+  o.analysis.clips.crop_s = 0;
+  o.analysis.clips.min_length_s = 1.0;
+  o.analysis.clips.min_length_frames = 25;
+  o.analysis.filters.motion_filter = "disable";
+  o.transcode.stream_copy = true;
+  o.transcode.threads = 1;
+  WFM_ASSERT_OK_AND_ASSIGN(nlohmann::json summary, RunCurate(o));
+  EXPECT_EQ(summary["clips"]["written"], 3) << summary.dump();
+  WFM_ASSERT_OK_AND_ASSIGN(auto reader, DatasetReader::Open({dir_ + "/out/shards"}));
+  Sample s;
+  int copied = 0;
+  while (true) {
+    WFM_ASSERT_OK_AND_ASSIGN(bool more, reader->Next(&s));
+    if (!more) break;
+    WFM_ASSERT_OK_AND_ASSIGN(nlohmann::json meta, s.Json());
+    copied += meta["stream_copied"].get<bool>();
+    EXPECT_TRUE(meta["keyframes"]["start_key"].get<bool>()) << meta.dump();
+    WFM_ASSERT_OK_AND_ASSIGN(at::Tensor frames, s.DecodeVideo(64, 36));
+    EXPECT_EQ(frames.size(0), meta["end_frame"].get<int64_t>() - meta["start_frame"].get<int64_t>()) << meta.dump();
+  }
+  EXPECT_EQ(copied, 3);
 }
 
 TEST(EncoderTest, AutoResolvesToAnEncoderThatOpens) {
