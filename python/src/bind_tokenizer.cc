@@ -7,7 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "wfm/core/runtime.h"
+#include "wfm/core/status.h"
 #include "wfm/tokenizer/tokenizer.h"
+#include "wfm/tokenizer/train.h"
 #include "wfm/tokenizer/weights.h"
 #include "wfm_py.h"
 
@@ -298,6 +300,94 @@ void Bind(py::module_& m) {
           },
           py::arg("path"), "Writes the weights as safetensors (reference names, config in the metadata), atomically.")
       .def("__repr__", [](const Tokenizer& t) { return absl::StrCat("Tokenizer(", t.Describe(), ")"); });
+
+  // ---- training ----
+  m.def(
+      "reconstruction_loss",
+      [](const at::Tensor& x, const at::Tensor& rec, double l1, double ssim, double temporal, double kl,
+         std::optional<at::Tensor> mean, std::optional<at::Tensor> logvar) {
+        TokenizerLossWeights w;
+        w.l1 = l1;
+        w.ssim = ssim;
+        w.temporal = temporal;
+        w.kl = kl;
+        if (x.sizes() != rec.sizes()) throw py::value_error("x and rec must have the same shape");
+        LossTerms t;
+        {
+          py::gil_scoped_release release;
+          t = Unwrap(CatchToStatus("reconstruction loss", [&]() -> absl::StatusOr<LossTerms> {
+            return ReconstructionLoss(x, rec, w, mean.value_or(at::Tensor()), logvar.value_or(at::Tensor()));
+          }));
+        }
+        return py::make_tuple(t.total, py::cast(t.parts));
+      },
+      py::arg("x"), py::arg("rec"), py::kw_only(), py::arg("l1") = 1.0, py::arg("ssim") = 0.2,
+      py::arg("temporal") = 0.5, py::arg("kl") = 1e-6, py::arg("mean") = py::none(), py::arg("logvar") = py::none(),
+      "The training loss of `wfm tokenizer train`: l1 |x - rec| + ssim (1 - SSIM) + temporal |dx/dt - drec/dt|\n"
+      "(+ kl KL for VAE with mean/logvar). x, rec [B, 3, T, H, W] in [-1, 1] -> (total, {part: value}).");
+  m.def(
+      "train",
+      [](py::object config, std::vector<std::string> inputs, const Path& output_dir, int64_t steps,
+         int64_t batch_size, int64_t num_frames, int width, int height, int resize_short_side, double fps, double lr,
+         int64_t warmup_steps, const std::string& schedule, double ema_decay, const std::string& init_weights,
+         int64_t val_clips, int64_t log_every, int64_t eval_every, int64_t sample_every, int64_t checkpoint_every,
+         double max_time_s, uint64_t seed, const std::string& device, const std::string& precision, bool resume,
+         bool quiet, double adversarial) {
+        TokenizerTrainOptions o;
+        o.config = ConfigFrom(config);
+        o.inputs = std::move(inputs);
+        o.output_dir = output_dir.value;
+        o.steps = steps;
+        o.batch_size = batch_size;
+        o.data.num_frames = num_frames;
+        o.data.width = width;
+        o.data.height = height;
+        o.data.resize_short_side = resize_short_side;
+        o.data.fps = fps;
+        o.lr = lr;
+        o.warmup_steps = warmup_steps;
+        o.schedule = schedule;
+        o.ema_decay = ema_decay;
+        o.init_weights = init_weights;
+        o.val_clips = val_clips;
+        o.log_every = log_every;
+        o.eval_every = eval_every;
+        o.sample_every = sample_every;
+        o.checkpoint_every = checkpoint_every;
+        o.max_time_s = max_time_s;
+        o.seed = seed;
+        o.device = device;
+        o.precision = precision;
+        o.resume = resume;
+        o.quiet = quiet;
+        o.loss.adversarial = adversarial;
+        o.command_line = {{"python", "wfm.tokenizer.train"}};
+        TokenizerTrainResult r;
+        {
+          py::gil_scoped_release release;
+          r = Unwrap(TrainTokenizer(o));
+        }
+        py::dict d;
+        d["steps"] = r.steps;
+        d["train_seconds"] = r.train_seconds;
+        d["val_psnr"] = r.val_psnr;
+        d["val_ssim"] = r.val_ssim;
+        d["weights_path"] = r.weights_path;
+        d["config_path"] = r.config_path;
+        return d;
+      },
+      py::arg("config"), py::arg("inputs"), py::arg("output_dir"), py::kw_only(), py::arg("steps") = 1000,
+      py::arg("batch_size") = 4, py::arg("num_frames") = 17, py::arg("width") = 256, py::arg("height") = 256,
+      py::arg("resize_short_side") = 0, py::arg("fps") = 0.0, py::arg("lr") = 1e-3, py::arg("warmup_steps") = 100,
+      py::arg("schedule") = "cosine", py::arg("ema_decay") = 0.999, py::arg("init_weights") = "",
+      py::arg("val_clips") = 8, py::arg("log_every") = 10, py::arg("eval_every") = 250, py::arg("sample_every") = 250,
+      py::arg("checkpoint_every") = 500, py::arg("max_time_s") = 0.0, py::arg("seed") = 0, py::arg("device") = "auto",
+      py::arg("precision") = "auto", py::arg("resume") = true, py::arg("quiet") = false,
+      py::arg("adversarial") = 0.0,
+      "`wfm tokenizer train` from Python: trains (or fine-tunes from init_weights) a CV/DV tokenizer on the videos\n"
+      "in `inputs` (split by time into train / validation), with AdamW, EMA, checkpoints and resume in\n"
+      "output_dir. Returns {'steps', 'train_seconds', 'val_psnr', 'val_ssim', 'weights_path', 'config_path'};\n"
+      "Tokenizer.from_files(config_path, weights_path) loads the result.");
 
   m.def("preset_names", &TokenizerConfig::PresetNames, "The canonical tokenizer preset names.");
   m.def(

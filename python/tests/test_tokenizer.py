@@ -175,3 +175,25 @@ def test_errors_name_the_problem(tmp_path):
         tok.encode(torch.zeros(1, 3, 5, 16, 16), mode="sideways")
     with pytest.raises(ValueError, match="continuous"):
         tok.codes_to_indices(torch.zeros(1, 6, 2, 2, 2))
+
+
+TREE = FIX.parent.parent / "media" / "tree.avi"
+
+
+@pytest.mark.skipif(not TREE.exists(), reason=f"missing {TREE}")
+def test_training_entry_points(tmp_path):
+    small = dict(tk.config("CV4x8x8"), channels=8, channels_mult=[1, 1, 1], num_res_blocks=1)
+    x = torch.rand(1, 3, 5, 16, 16) * 2 - 1
+    total, parts = tk.reconstruction_loss(x, x)
+    assert float(total) < 1e-6 and set(parts) >= {"l1", "ssim_loss"}
+    rec = (x + 0.1 * torch.randn_like(x)).requires_grad_()
+    total, parts = tk.reconstruction_loss(x, rec, ssim=0.0, temporal=0.0)
+    assert abs(float(total) - float((x - rec).abs().mean())) < 1e-5
+    total.backward()
+    assert rec.grad is not None
+    r = tk.train(small, [str(TREE)], tmp_path / "run", steps=2, batch_size=1, num_frames=5, width=32, height=32,
+                 resize_short_side=40, val_clips=1, eval_every=100, sample_every=100, checkpoint_every=100,
+                 warmup_steps=1, device="cpu", quiet=True)
+    assert r["steps"] == 2 and r["val_psnr"] > 0
+    trained = tk.Tokenizer.from_files(r["config_path"], r["weights_path"])
+    assert trained.reconstruct(x).shape == x.shape

@@ -85,3 +85,13 @@ class Tokenizer:
 
 def preset_names() -> list[str]: ...
 def config(config: _Config) -> dict[str, Any]: ...
+def reconstruction_loss(x: torch.Tensor, rec: torch.Tensor, *, l1: float = 1.0, ssim: float = 0.2,
+                        temporal: float = 0.5, kl: float = 1e-6, mean: Optional[torch.Tensor] = None,
+                        logvar: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
+def train(config: _Config, inputs: list[str], output_dir: _Path, *, steps: int = 1000, batch_size: int = 4,
+          num_frames: int = 17, width: int = 256, height: int = 256, resize_short_side: int = 0, fps: float = 0.0,
+          lr: float = 1e-3, warmup_steps: int = 100, schedule: str = "cosine", ema_decay: float = 0.999,
+          init_weights: str = "", val_clips: int = 8, log_every: int = 10, eval_every: int = 250,
+          sample_every: int = 250, checkpoint_every: int = 500, max_time_s: float = 0.0, seed: int = 0,
+          device: str = "auto", precision: str = "auto", resume: bool = True, quiet: bool = False,
+          adversarial: float = 0.0) -> dict[str, Any]: ...
