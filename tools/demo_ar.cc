@@ -1,5 +1,5 @@
 // Demo stage "ar": the autoregressive world model on the DV tokenizer's discrete tokens. Every curated training
-// clip is cut into prediction windows (17 frames at starts 0, 4, 8, ...), each encoded on its own as the model
+// clip is cut into prediction windows (17 frames at starts 0 and 16), each encoded on its own as the model
 // will see a prompt (5 latent frames of 8x8 tokens). A small Cosmos-Predict1 Video2World transformer
 // (wfm/autoregressive: cross-attention to the text, <bov>, QK-norm) and a built-in text encoder are trained
 // jointly with the reference's teacher-forced loss (ar::TeacherForcedLoss: the first two latent frames condition,
@@ -28,7 +28,7 @@
 namespace wfm::demo {
 namespace {
 
-constexpr int64_t kWindowStride = 4;  // pixel frames between training windows of a clip
+constexpr int64_t kWindowStride = 16;  // pixel frames between training windows of a clip (33 frames: 2)
 
 std::string ArDir(const DemoContext& ctx) { return OutPath(ctx, "ar"); }
 

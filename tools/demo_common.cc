@@ -121,11 +121,26 @@ absl::StatusOr<DemoPlan> DemoPlan::For(const DemoContext& ctx) {
     p.seeds = 4;
   } else {
     p.mode = "full";
-    p.train_clips = 384;
-    p.heldout_clips = 16;
-    p.tok_steps = 600;
-    p.ar_steps = 600;
-    p.dit_steps = 600;
+    // Sized for about 15 minutes on 2 free CPU cores (3D convolutions dominate: see docs/PERFORMANCE.md, demo
+    // section); every knob is a --set, and --device cuda scales them up.
+    p.train_clips = 128;
+    p.heldout_clips = 8;
+    p.seeds = 2;
+    p.tok_channels = 16;
+    p.tok_steps = 120;
+    p.tok_batch = 4;
+    p.tok_frames = 5;
+    p.ar_dim = 96;
+    p.ar_layers = 3;
+    p.ar_heads = 4;
+    p.ar_steps = 200;
+    p.ar_batch = 8;
+    p.dit_dim = 96;
+    p.dit_blocks = 3;
+    p.dit_heads = 4;
+    p.dit_steps = 250;
+    p.dit_batch = 16;
+    p.sample_steps = 16;
   }
   for (const std::string& o : ctx.overrides) {
     std::vector<std::string> kv = absl::StrSplit(o, absl::MaxSplits('=', 1));

@@ -1,5 +1,5 @@
 // Demo stage "diffusion": the diffusion world model on the CV tokenizer's continuous latents. Every curated
-// training clip is cut into prediction windows (17 frames at starts 0, 4, 8, ...), each encoded on its own
+// training clip is cut into prediction windows (17 frames at starts 0 and 16), each encoded on its own
 // (latent [16, 5, 8, 8]); per-channel latent statistics normalise them (x0 = sigma_data * (z - mean) / std). A
 // small Cosmos-Predict1 Video2World DiT (wfm/diffusion, EDM) and a built-in text encoder are trained jointly
 // with the reference's denoising loss (diffusion::DiffusionTrainingLoss: the first two latent frames given,
@@ -29,7 +29,7 @@
 namespace wfm::demo {
 namespace {
 
-constexpr int64_t kWindowStride = 4;  // pixel frames between training windows of a clip
+constexpr int64_t kWindowStride = 16;  // pixel frames between training windows of a clip (33 frames: 2)
 
 absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> OpenCv(const DemoContext& ctx, const DemoPlan& plan) {
   WFM_ASSIGN_OR_RETURN(tokenizer::TokenizerConfig config,
