@@ -28,8 +28,6 @@
 namespace wfm::demo {
 namespace {
 
-constexpr int64_t kWindowStride = 16;  // pixel frames between training windows of a clip (33 frames: 2)
-
 std::string ArDir(const DemoContext& ctx) { return OutPath(ctx, "ar"); }
 
 absl::StatusOr<std::unique_ptr<ar::VideoTokenCodec>> OpenCodec(const DemoContext& ctx, const DemoPlan& plan) {
@@ -56,21 +54,6 @@ absl::StatusOr<ar::ArConfig> DemoArConfig(const DemoPlan& plan, int64_t vocab, i
   return c;
 }
 
-text::BuiltinTextEncoderOptions DemoTextOptions(const DemoPlan& plan, uint64_t seed) {
-  text::BuiltinTextEncoderOptions o;
-  o.d_model = plan.text_dim;
-  o.num_layers = plan.text_layers;
-  o.num_heads = plan.text_heads;
-  o.d_kv = plan.text_dim / plan.text_heads;
-  o.d_ff = plan.text_ff;
-  o.dropout_rate = 0.0;
-  o.max_length = plan.text_max_length;
-  o.seed = seed;
-  o.device = plan.device;
-  o.pad_to_max_length = false;
-  return o;
-}
-
 absl::Status RunArStage(DemoContext& ctx) {
   WFM_ASSIGN_OR_RETURN(const DemoPlan plan, DemoPlan::For(ctx));
   WFM_ASSIGN_OR_RETURN(c10::Device device, ParseDevice(plan.device));
@@ -78,15 +61,16 @@ absl::Status RunArStage(DemoContext& ctx) {
   WFM_ASSIGN_OR_RETURN(std::unique_ptr<ar::VideoTokenCodec> codec, OpenCodec(ctx, plan));
 
   // Tokenize the training windows.
-  const int64_t n = train.frames.size(0), t = train.frames.size(1), wf = plan.window_frames();
+  const int64_t n = train.frames.size(0);
   std::vector<at::Tensor> tokens;
   std::vector<int64_t> clip_of;
   {
     at::NoGradGuard ng;
     Progress progress("ar tokenize", n, "clips");
     for (int64_t i = 0; i < n; ++i) {
-      for (int64_t s = 0; s + wf <= t; s += kWindowStride) {
-        WFM_ASSIGN_OR_RETURN(at::Tensor idx, codec->Encode(ToModel(train.frames[i].narrow(0, s, wf).unsqueeze(0)).to(device)));
+      const at::Tensor windows = ClipWindows(train, i, plan);  // uint8 [w, F, H, W, 3]
+      for (int64_t k = 0; k < windows.size(0); ++k) {
+        WFM_ASSIGN_OR_RETURN(at::Tensor idx, codec->Encode(ToModel(windows.narrow(0, k, 1)).to(device)));
         tokens.push_back(idx[0].cpu());  // [t, h, w]
         clip_of.push_back(i);
       }
@@ -103,7 +87,7 @@ absl::Status RunArStage(DemoContext& ctx) {
   net->InitWeights(30);
   net->to(device);
   WFM_ASSIGN_OR_RETURN(std::unique_ptr<text::T5TextEncoder> text_encoder,
-                       text::CreateBuiltinTextEncoder(DemoTextOptions(plan, 31)));
+                       text::CreateBuiltinTextEncoder(DemoTextEncoderOptions(plan, 31)));
   std::vector<at::Tensor> params = net->parameters();
   for (const at::Tensor& p : text_encoder->module()->parameters()) params.push_back(p);
   int64_t net_params = 0;
@@ -120,11 +104,8 @@ absl::Status RunArStage(DemoContext& ctx) {
       RunTrainLoop({"ar train", plan.ar_steps, plan.ar_lr}, params,
                    [&](int64_t, std::string* status) -> absl::StatusOr<at::Tensor> {
                      const at::Tensor pick = at::randint(all.size(0), {plan.ar_batch}, gen, at::kLong);
-                     std::vector<std::string> captions;
-                     for (int64_t b = 0; b < plan.ar_batch; ++b) {
-                       captions.push_back(train.captions[clip_of[pick[b].item<int64_t>()]]);
-                     }
-                     WFM_ASSIGN_OR_RETURN(text::TextEmbeddings emb, text_encoder->Encode(captions));
+                     WFM_ASSIGN_OR_RETURN(text::TextEmbeddings emb,
+                                          text_encoder->Encode(PickCaptions(train, clip_of, pick)));
                      const ar::TextContext text = ar::EncodedTextContext(emb, /*cosmos_padding=*/false);
                      WFM_ASSIGN_OR_RETURN(ar::ArLossOutput out,
                                           ar::TeacherForcedLoss(*net, all.index_select(0, pick).to(device), &text, lo,
@@ -190,11 +171,7 @@ absl::StatusOr<std::unique_ptr<FuturePredictor>> LoadArPredictor(const DemoConte
   p->net->to(device);
   p->net->eval();
   WFM_ASSIGN_OR_RETURN(p->codec, OpenCodec(ctx, plan));
-  text::LoadBuiltinOptions to;
-  to.device = plan.device;
-  to.trainable = false;
-  to.pad_to_max_length = false;
-  WFM_ASSIGN_OR_RETURN(p->text_encoder, text::LoadBuiltinTextEncoder(dir + "/text_encoder.safetensors", to));
+  WFM_ASSIGN_OR_RETURN(p->text_encoder, LoadDemoTextEncoder(dir + "/text_encoder.safetensors", plan));
   return p;
 }
 

@@ -266,6 +266,44 @@ at::Tensor SampleWindows(const ClipSet& set, int64_t batch, int64_t frames, at::
   return at::stack(out);
 }
 
+at::Tensor ClipWindows(const ClipSet& set, int64_t clip, const DemoPlan& plan) {
+  std::vector<at::Tensor> windows;
+  for (int64_t s = 0; s + plan.window_frames() <= set.frames.size(1); s += kWindowStride) {
+    windows.push_back(set.frames[clip].narrow(0, s, plan.window_frames()));
+  }
+  return at::stack(windows);
+}
+
+std::vector<std::string> PickCaptions(const ClipSet& set, const std::vector<int64_t>& clip_of, const at::Tensor& pick) {
+  std::vector<std::string> captions;
+  for (int64_t b = 0; b < pick.size(0); ++b) captions.push_back(set.captions[clip_of[pick[b].item<int64_t>()]]);
+  return captions;
+}
+
+text::BuiltinTextEncoderOptions DemoTextEncoderOptions(const DemoPlan& plan, uint64_t seed) {
+  text::BuiltinTextEncoderOptions o;
+  o.d_model = plan.text_dim;
+  o.num_layers = plan.text_layers;
+  o.num_heads = plan.text_heads;
+  o.d_kv = plan.text_dim / plan.text_heads;
+  o.d_ff = plan.text_ff;
+  o.dropout_rate = 0.0;
+  o.max_length = plan.text_max_length;
+  o.seed = seed;
+  o.device = plan.device;
+  o.pad_to_max_length = false;  // pad to the batch's longest caption
+  return o;
+}
+
+absl::StatusOr<std::unique_ptr<text::TextEncoder>> LoadDemoTextEncoder(const std::string& path, const DemoPlan& plan) {
+  text::LoadBuiltinOptions o;
+  o.device = plan.device;
+  o.trainable = false;
+  o.pad_to_max_length = false;
+  WFM_ASSIGN_OR_RETURN(std::unique_ptr<text::T5TextEncoder> encoder, text::LoadBuiltinTextEncoder(path, o));
+  return std::unique_ptr<text::TextEncoder>(std::move(encoder));
+}
+
 double CosineLr(double base, int64_t step, int64_t total, int64_t warmup) {
   if (step < warmup) return base * (step + 1) / static_cast<double>(warmup);
   const double p = std::min(1.0, static_cast<double>(step - warmup) / std::max<int64_t>(1, total - warmup));

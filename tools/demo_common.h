@@ -22,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "demo.h"
+#include "wfm/core/text/builtin_encoder.h"
 #include "wfm/core/world.h"
 
 namespace wfm::demo {
@@ -97,6 +98,17 @@ at::Tensor FromModel(const at::Tensor& video);
 // Random windows of `frames` frames from random clips: uint8 [B, frames, H, W, 3] and their clip indices.
 at::Tensor SampleWindows(const ClipSet& set, int64_t batch, int64_t frames, at::Generator& gen,
                          std::vector<int64_t>* clip_index = nullptr, std::vector<int64_t>* start = nullptr);
+
+// The prediction windows of training clip `clip` the world models learn from: window_frames() frames at starts
+// 0, kWindowStride, ... (each encoded on its own, as a prompt is at inference): uint8 [w, F, H, W, 3].
+constexpr int64_t kWindowStride = 16;
+at::Tensor ClipWindows(const ClipSet& set, int64_t clip, const DemoPlan& plan);
+// The captions of the clips `clip_of[pick[b]]` (pick: int64 [B]).
+std::vector<std::string> PickCaptions(const ClipSet& set, const std::vector<int64_t>& clip_of, const at::Tensor& pick);
+
+// The built-in text encoder of the plan (trained jointly with each world model), and a trained one for inference.
+text::BuiltinTextEncoderOptions DemoTextEncoderOptions(const DemoPlan& plan, uint64_t seed);
+absl::StatusOr<std::unique_ptr<text::TextEncoder>> LoadDemoTextEncoder(const std::string& path, const DemoPlan& plan);
 
 // Cosine learning rate with linear warm-up.
 double CosineLr(double base, int64_t step, int64_t total, int64_t warmup);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <set>
 
 #include <ATen/ATen.h>
 
@@ -67,10 +68,12 @@ absl::Status RunCurateStage(DemoContext& ctx) {
     Source& s = sources[absl::StrContains(src, "/world/train/") ? "world (simulated)" : fs::path(src).filename().string()];
     ++s.clips;
     if (j["kept"].is_boolean() && j["kept"].get<bool>()) ++s.kept;
+    std::set<std::string> why;
     if (j["filter_reasons"].is_array()) {
-      for (const auto& r : j["filter_reasons"]) ++s.reasons[r.is_string() ? r.get<std::string>() : r.dump()];
+      for (const auto& r : j["filter_reasons"]) why.insert(r.is_string() ? r.get<std::string>() : r.dump());
     }
-    if (j["duplicate_of"].is_string()) ++s.reasons["duplicate"];
+    if (j["duplicate_of"].is_string()) why.insert("duplicate");
+    for (const std::string& r : why) ++s.reasons[r];
   }
   std::vector<std::vector<std::string>> rows;
   nlohmann::ordered_json per_source;

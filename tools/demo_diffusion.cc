@@ -29,8 +29,6 @@
 namespace wfm::demo {
 namespace {
 
-constexpr int64_t kWindowStride = 16;  // pixel frames between training windows of a clip (33 frames: 2)
-
 absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> OpenCv(const DemoContext& ctx, const DemoPlan& plan) {
   WFM_ASSIGN_OR_RETURN(tokenizer::TokenizerConfig config,
                        tokenizer::TokenizerConfig::FromPresetOrFile(OutPath(ctx, "tokenizer/cv.json")));
@@ -54,21 +52,6 @@ absl::StatusOr<diffusion::DiTConfig> DemoDiTConfig(const DemoPlan& plan) {
   return c;
 }
 
-text::BuiltinTextEncoderOptions TextOptions(const DemoPlan& plan) {
-  text::BuiltinTextEncoderOptions o;
-  o.d_model = plan.text_dim;
-  o.num_layers = plan.text_layers;
-  o.num_heads = plan.text_heads;
-  o.d_kv = plan.text_dim / plan.text_heads;
-  o.d_ff = plan.text_ff;
-  o.dropout_rate = 0.0;
-  o.max_length = plan.text_max_length;
-  o.seed = 41;
-  o.device = plan.device;
-  o.pad_to_max_length = false;
-  return o;
-}
-
 absl::Status RunDiffusionStage(DemoContext& ctx) {
   WFM_ASSIGN_OR_RETURN(const DemoPlan plan, DemoPlan::For(ctx));
   WFM_ASSIGN_OR_RETURN(c10::Device device, ParseDevice(plan.device));
@@ -76,19 +59,16 @@ absl::Status RunDiffusionStage(DemoContext& ctx) {
   WFM_ASSIGN_OR_RETURN(std::unique_ptr<tokenizer::Tokenizer> cv, OpenCv(ctx, plan));
 
   // Encode the training windows.
-  const int64_t n = train.frames.size(0), t = train.frames.size(1), wf = plan.window_frames();
+  const int64_t n = train.frames.size(0);
   std::vector<at::Tensor> latents;
   std::vector<int64_t> clip_of;
   {
     at::NoGradGuard ng;
     Progress progress("diffusion encode", n, "clips");
     for (int64_t i = 0; i < n; ++i) {
-      std::vector<at::Tensor> windows;
-      for (int64_t s = 0; s + wf <= t; s += kWindowStride) {
-        windows.push_back(train.frames[i].narrow(0, s, wf));
-        clip_of.push_back(i);
-      }
-      WFM_ASSIGN_OR_RETURN(tokenizer::EncodeResult enc, cv->Encode(ToModel(at::stack(windows))));
+      const at::Tensor windows = ClipWindows(train, i, plan);  // uint8 [w, F, H, W, 3]
+      clip_of.insert(clip_of.end(), windows.size(0), i);
+      WFM_ASSIGN_OR_RETURN(tokenizer::EncodeResult enc, cv->Encode(ToModel(windows)));
       latents.push_back(enc.latent.cpu());  // [w, C, t, h, w]
       progress.Add(1);
     }
@@ -106,7 +86,7 @@ absl::Status RunDiffusionStage(DemoContext& ctx) {
   const std::unique_ptr<diffusion::Parametrization> param = diffusion::DefaultParametrization(config);
   const at::Tensor x0_all = stats.Normalize(z).mul(param->sigma_data());  // diffusion space
   WFM_ASSIGN_OR_RETURN(std::unique_ptr<text::T5TextEncoder> text_encoder,
-                       text::CreateBuiltinTextEncoder(TextOptions(plan)));
+                       text::CreateBuiltinTextEncoder(DemoTextEncoderOptions(plan, 41)));
   std::vector<at::Tensor> params = net->parameters();
   for (const at::Tensor& p : text_encoder->module()->parameters()) params.push_back(p);
   int64_t net_params = 0;
@@ -125,11 +105,8 @@ absl::Status RunDiffusionStage(DemoContext& ctx) {
       RunTrainLoop({"diffusion train", plan.dit_steps, plan.dit_lr}, params,
                    [&](int64_t, std::string* status) -> absl::StatusOr<at::Tensor> {
                      const at::Tensor pick = at::randint(x0_all.size(0), {plan.dit_batch}, gen, at::kLong);
-                     std::vector<std::string> captions;
-                     for (int64_t b = 0; b < plan.dit_batch; ++b) {
-                       captions.push_back(train.captions[clip_of[pick[b].item<int64_t>()]]);
-                     }
-                     WFM_ASSIGN_OR_RETURN(text::TextEmbeddings emb, text_encoder->Encode(captions));
+                     WFM_ASSIGN_OR_RETURN(text::TextEmbeddings emb,
+                                          text_encoder->Encode(PickCaptions(train, clip_of, pick)));
                      diffusion::TrainingBatch batch{x0_all.index_select(0, pick).to(device), emb.embeddings,
                                                     plan.fps};
                      diffusion::LossOutput out = diffusion::DiffusionTrainingLoss(*net, *param, batch, lo, gen);
@@ -217,11 +194,7 @@ absl::StatusOr<std::unique_ptr<FuturePredictor>> LoadDiffusionPredictor(const De
   WFM_ASSIGN_OR_RETURN(p->stats, diffusion::LatentStats::Load(dir + "/latent_stats.safetensors",
                                                               config.latent_channels()));
   WFM_ASSIGN_OR_RETURN(p->cv, OpenCv(ctx, plan));
-  text::LoadBuiltinOptions to;
-  to.device = plan.device;
-  to.trainable = false;
-  to.pad_to_max_length = false;
-  WFM_ASSIGN_OR_RETURN(p->text_encoder, text::LoadBuiltinTextEncoder(dir + "/text_encoder.safetensors", to));
+  WFM_ASSIGN_OR_RETURN(p->text_encoder, LoadDemoTextEncoder(dir + "/text_encoder.safetensors", plan));
   return p;
 }
 
