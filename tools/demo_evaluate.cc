@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "demo_common.h"
 #include "wfm/core/file_util.h"
+#include "wfm/core/metrics.h"
 #include "wfm/core/progress.h"
 #include "wfm/core/status.h"
 #include "wfm/core/video_io.h"
@@ -43,37 +44,11 @@ struct Scores {
   }
 };
 
-// Per-frame PSNR and SSIM (Gaussian 11x11, sigma 1.5, valid region) of uint8 [T, H, W, 3] frames.
-// TODO(demo): use wfm/core/metrics.h once it is on main.
-std::vector<double> PsnrPerFrame(const at::Tensor& truth, const at::Tensor& pred) {
-  at::Tensor mse = (truth.to(at::kDouble) - pred.to(at::kDouble)).pow(2).mean({1, 2, 3});  // [T]
-  std::vector<double> out;
-  for (int64_t t = 0; t < mse.size(0); ++t) out.push_back(20 * std::log10(255.0 / (std::sqrt(mse[t].item<double>()) + 1e-8)));
-  return out;
-}
-std::vector<double> SsimPerFrame(const at::Tensor& truth, const at::Tensor& pred) {
-  at::Tensor g = at::arange(11, at::kDouble).sub(5).pow(2).div(-2 * 1.5 * 1.5).exp();
-  g = g / g.sum();
-  const at::Tensor w = at::outer(g, g).expand({3, 1, 11, 11}).contiguous();  // depthwise
-  const std::vector<int64_t> one = {1, 1}, zero = {0, 0};
-  auto filt = [&](const at::Tensor& v) -> at::Tensor {
-    return at::conv2d(v, w, at::Tensor(), at::IntArrayRef(one), at::IntArrayRef(zero), at::IntArrayRef(one), 3);
-  };
-  const at::Tensor x = truth.permute({0, 3, 1, 2}).to(at::kDouble), y = pred.permute({0, 3, 1, 2}).to(at::kDouble);
-  const double c1 = std::pow(0.01 * 255, 2), c2 = std::pow(0.03 * 255, 2);
-  const at::Tensor mx = filt(x);
-  const at::Tensor my = filt(y);
-  const at::Tensor sxx = filt(x * x) - mx * mx;
-  const at::Tensor syy = filt(y * y) - my * my;
-  const at::Tensor sxy = filt(x * y) - mx * my;
-  const at::Tensor ssim = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2));
-  at::Tensor per = ssim.mean({1, 2, 3});
-  return std::vector<double>(per.data_ptr<double>(), per.data_ptr<double>() + per.numel());
-}
-
 absl::Status Score(const EvalWindow& w, const at::Tensor& pred, int64_t size, Scores& s) {
   // pred: uint8 [horizon, H, W, 3]
-  const std::vector<double> psnr = PsnrPerFrame(w.future, pred), ssim = SsimPerFrame(w.future, pred);
+  // TokenBench-style per-frame PSNR and SSIM (Gaussian 11x11, valid region) of uint8 frames.
+  WFM_ASSIGN_OR_RETURN(const std::vector<double> psnr, wfm::PsnrPerFrame(w.future, pred));
+  WFM_ASSIGN_OR_RETURN(const std::vector<double> ssim, wfm::SsimPerFrame(w.future, pred));
   const std::vector<world::Rgb> colors = w.clip.ObjectColors();
   for (int64_t k = 0; k < pred.size(0); ++k) {
     s.psnr[k] += psnr[k];
