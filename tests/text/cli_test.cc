@@ -33,7 +33,8 @@ TEST(TextCli, InitBuiltinThenEncode) {
   // Same numbers as the library.
   WFM_ASSERT_OK_AND_ASSIGN(auto enc, LoadBuiltinTextEncoder(dir + "/enc.safetensors"));
   WFM_ASSERT_OK_AND_ASSIGN(TextEmbeddings e, enc->Encode({"a red car", "waves"}));
-  EXPECT_LT(MaxAbsDiff(t.at("embeddings"), e.embeddings), 1e-6);
+  // The wfm process picks its own OpenBLAS kernels (InitThreads), so GEMM sums differ in the last bits.
+  EXPECT_LT(MaxAbsDiff(t.at("embeddings"), e.embeddings), 1e-5);
 
   // --no-pad trims to the longest prompt; --cache fills a cache directory.
   ASSERT_EQ(RunCommand(WfmTool() + " text encode --builtin " + dir + "/enc.safetensors --prompt 'a red car' --no-pad"
@@ -64,7 +65,8 @@ TEST(TextCli, EncodeT5DirectoryAndTokenize) {
   o.max_length = 16;
   WFM_ASSERT_OK_AND_ASSIGN(auto enc, T5TextEncoder::Load(dir + "/model", o));
   WFM_ASSERT_OK_AND_ASSIGN(TextEmbeddings e, enc->Encode({"A drone flies over the station."}));
-  EXPECT_LT(MaxAbsDiff(t.at("embeddings"), e.embeddings), 1e-6);
+  // The wfm process picks its own OpenBLAS kernels (InitThreads), so GEMM sums differ in the last bits.
+  EXPECT_LT(MaxAbsDiff(t.at("embeddings"), e.embeddings), 1e-5);
 
   const auto expected = text::testing::SpmEncodeIds(spm, {"A drone flies over the station."}, dir);
   ASSERT_EQ(RunCommand(WfmTool() + " text tokenize --model " + dir + "/model --prompt 'A drone flies over the station.'",
