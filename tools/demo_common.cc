@@ -127,7 +127,7 @@ absl::StatusOr<DemoPlan> DemoPlan::For(const DemoContext& ctx) {
     p.heldout_clips = 8;
     p.seeds = 2;
     p.tok_channels = 16;
-    p.tok_steps = 120;
+    p.tok_steps = 600;
     p.tok_batch = 4;
     p.tok_frames = 5;
     p.ar_dim = 96;
