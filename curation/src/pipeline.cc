@@ -323,7 +323,7 @@ absl::StatusOr<nlohmann::json> RunCurate(const CurateOptions& o) {
   const std::string shards = out + "/shards";
 
   // ---- rank 0: configuration check, discovery, crash recovery ----
-  std::string setup_error, inputs_text, run_id;
+  std::string setup_error, inputs_text, pending_text, run_id;
   if (pg.rank() == 0) {
     absl::Status s = [&]() -> absl::Status {
       WFM_RETURN_IF_ERROR(MakeDirs(state));
@@ -362,6 +362,15 @@ absl::StatusOr<nlohmann::json> RunCurate(const CurateOptions& o) {
       WFM_RETURN_IF_ERROR(ShardWriter::Recover(shards, committed), "recovering shards");
       fs::remove_all(state + "/tmp", ec);
       fs::remove_all(state + "/claims", ec);
+      // What is left to do, decided here once for all ranks: a rank that read the journals itself could see a
+      // video another rank had just finished, and the ranks' lists (and so their index claims) would disagree.
+      std::set<std::string> done;
+      for (const auto& e : entries) done.insert(e.video.source_video);
+      std::vector<std::string> pending;
+      for (const auto& p : inputs) {
+        if (!done.count(p)) pending.push_back(p);
+      }
+      pending_text = nlohmann::json(pending).dump();
       run_id = NewRunId();
       WFM_RETURN_IF_ERROR(MakeDirs(state + "/claims/" + run_id));
       return absl::OkStatus();
@@ -371,19 +380,11 @@ absl::StatusOr<nlohmann::json> RunCurate(const CurateOptions& o) {
   setup_error = pg.Broadcast(setup_error);
   if (!setup_error.empty()) return absl::FailedPreconditionError(setup_error);
   inputs_text = pg.Broadcast(inputs_text);
+  pending_text = pg.Broadcast(pending_text);
   run_id = pg.Broadcast(run_id);
   pg.Barrier();
   const std::vector<std::string> inputs = nlohmann::json::parse(inputs_text).get<std::vector<std::string>>();
-
-  // ---- what is left to do ----
-  WFM_ASSIGN_OR_RETURN(std::vector<Entry> previous, ReadJournals(state, /*repair=*/false));
-  std::set<std::string> done;
-  for (const auto& e : previous) done.insert(e.video.source_video);
-  std::vector<std::string> pending;
-  for (const auto& p : inputs) {
-    if (!done.count(p)) pending.push_back(p);
-  }
-  previous.clear();
+  const std::vector<std::string> pending = nlohmann::json::parse(pending_text).get<std::vector<std::string>>();
 
   int workers = o.workers > 0 ? o.workers : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / 4);
   workers = std::max(1, std::min<int>(workers, static_cast<int>(pending.size())));
