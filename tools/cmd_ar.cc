@@ -210,12 +210,10 @@ absl::StatusOr<TextContext> LoadTextContext(const ArConfig& config, const Genera
     return ctx;
   }
   if (!a.text_encoder.empty()) {
-    // T5 directories (the published models): Cosmos padding, every position attended; the built-in encoder
-    // (models trained by `wfm ar train`): its mask, as in training.
-    const bool cosmos_padding = UsesCosmosTextPadding(a.text_encoder);
+    // The padding rule of PadTextRows (ar/data.h), as in `wfm ar tokenize` and `wfm ar train`.
     text::LoadTextEncoderOptions to;
     to.device = a.device;
-    to.pad_to_max_length = cosmos_padding;
+    to.pad_to_max_length = false;
     WFM_ASSIGN_OR_RETURN(std::unique_ptr<text::TextEncoder> enc, text::LoadTextEncoder(a.text_encoder, to),
                          "--text-encoder");
     if (enc->dim() != config.context_dim)
@@ -223,7 +221,7 @@ absl::StatusOr<TextContext> LoadTextContext(const ArConfig& config, const Genera
                                                      "-dim embeddings, the model's context_dim is ",
                                                      config.context_dim));
     WFM_ASSIGN_OR_RETURN(text::TextEmbeddings e, enc->Encode({a.prompt}), "encoding the prompt");
-    TextContext ctx = EncodedTextContext(e, cosmos_padding);
+    TextContext ctx = EncodedTextContext(e, TextPadLength(a.text_encoder, *enc));
     return TextContext{ctx.embeddings.to(at::kCPU, at::kFloat), ctx.mask.to(at::kCPU)};
   }
   if (a.random_init) {
@@ -415,8 +413,11 @@ absl::Status Tokenize(const std::vector<std::string>& videos, const std::string&
   if (!text_encoder.empty()) {
     text::LoadTextEncoderOptions to;
     to.device = device;
+    to.pad_to_max_length = false;
     WFM_ASSIGN_OR_RETURN(enc, text::LoadTextEncoder(text_encoder, to), "--text-encoder");
   }
+  // Stored: the caption's real rows + the padding rule that training must apply (PadTextRows, ar/data.h).
+  const int64_t pad_to = enc ? TextPadLength(text_encoder, *enc) : 0;
   TokenizeOptions o;
   o.clip_frames = clip_frames > 0 ? clip_frames
                                   : 1 + (config.video_latent_shape[0] - 1) * codec->temporal_compression();
@@ -437,12 +438,12 @@ absl::Status Tokenize(const std::vector<std::string>& videos, const std::string&
     at::Tensor emb;
     if (enc && !caption.empty()) {
       WFM_ASSIGN_OR_RETURN(text::TextEmbeddings e, enc->Encode({caption}), "encoding the caption of ", video);
-      emb = e.embeddings[0].narrow(0, 0, e.mask[0].sum().item<int64_t>()).to(at::kCPU, at::kFloat);
+      emb = RealTextRows(e)[0].to(at::kCPU, at::kFloat);  // [n, D]
     }
     for (size_t k = 0; k < clips.size(); ++k) {
       const std::string path =
           (fs::path(output) / absl::StrFormat("%s_%04d.safetensors", fs::path(video).stem().string(), k)).string();
-      WFM_RETURN_IF_ERROR(TokenFolder::Write(path, TokenClip{path, clips[k], emb, caption}));
+      WFM_RETURN_IF_ERROR(TokenFolder::Write(path, TokenClip{path, clips[k], emb, caption, pad_to}));
       ++written;
     }
     WFM_LOG(INFO) << video << ": " << clips.size() << " clips of " << o.clip_frames << " frames"

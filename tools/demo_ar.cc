@@ -106,7 +106,7 @@ absl::Status RunArStage(DemoContext& ctx) {
                      const at::Tensor pick = at::randint(all.size(0), {plan.ar_batch}, gen, at::kLong);
                      WFM_ASSIGN_OR_RETURN(text::TextEmbeddings emb,
                                           text_encoder->Encode(PickCaptions(train, clip_of, pick)));
-                     const ar::TextContext text = ar::EncodedTextContext(emb, /*cosmos_padding=*/false);
+                     const ar::TextContext text = ar::EncodedTextContext(emb, /*pad_to=*/0);
                      WFM_ASSIGN_OR_RETURN(ar::ArLossOutput out,
                                           ar::TeacherForcedLoss(*net, all.index_select(0, pick).to(device), &text, lo,
                                                                 &gen));
@@ -138,7 +138,7 @@ class ArPredictor : public FuturePredictor {
                                      const std::vector<uint64_t>& seeds) override {
     at::NoGradGuard ng;
     WFM_ASSIGN_OR_RETURN(text::TextEmbeddings emb, text_encoder->Encode({caption}));
-    const ar::TextContext text = ar::EncodedTextContext(emb, /*cosmos_padding=*/false);
+    const ar::TextContext text = ar::EncodedTextContext(emb, /*pad_to=*/0);
     ar::WorldOptions o;
     o.num_input_frames = context.size(0);
     o.num_frames = context.size(0) + horizon;

@@ -3,11 +3,13 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <tuple>
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "wfm/core/logging.h"
 #include "wfm/core/safetensors.h"
@@ -71,6 +73,12 @@ absl::StatusOr<TokenClip> TokenFolder::Get(int64_t index) const {
         !at::isfinite(c.crossattn_emb).all().item<bool>())
       return absl::InvalidArgumentError(absl::StrCat(c.path, ": `crossattn_emb` must be finite float [N, D]"));
     c.crossattn_emb = c.crossattn_emb.to(at::kFloat);
+    auto pad = st->metadata().find("crossattn_pad_to");
+    if (pad != st->metadata().end() &&
+        (!absl::SimpleAtoi(pad->second, &c.crossattn_pad_to) || c.crossattn_pad_to < c.crossattn_emb.size(0)))
+      return absl::InvalidArgumentError(absl::StrCat(c.path, ": metadata crossattn_pad_to '", pad->second,
+                                                     "' must be an integer >= the ", c.crossattn_emb.size(0),
+                                                     " rows of `crossattn_emb`"));
   }
   auto it = st->metadata().find("caption");
   if (it != st->metadata().end()) c.caption = it->second;
@@ -84,7 +92,29 @@ absl::Status TokenFolder::Write(const std::string& path, const TokenClip& clip) 
   if (clip.crossattn_emb.defined()) t["crossattn_emb"] = clip.crossattn_emb.to(at::kFloat).contiguous();
   std::map<std::string, std::string> meta;
   if (!clip.caption.empty()) meta["caption"] = clip.caption;
+  if (clip.crossattn_emb.defined() && clip.crossattn_pad_to > 0) {
+    if (clip.crossattn_pad_to < clip.crossattn_emb.size(0))
+      return absl::InvalidArgumentError(absl::StrCat(path, ": crossattn_emb has more rows than crossattn_pad_to"));
+    meta["crossattn_pad_to"] = std::to_string(clip.crossattn_pad_to);
+  }
   return WriteSafetensors(path, t, meta);
+}
+
+std::pair<at::Tensor, at::Tensor> PadTextRows(const std::vector<at::Tensor>& rows, int64_t pad_to) {
+  TORCH_CHECK(!rows.empty(), "PadTextRows: no prompts");
+  int64_t len = pad_to;
+  for (const at::Tensor& r : rows) {
+    TORCH_CHECK(r.dim() == 2 && r.size(1) == rows[0].size(1), "PadTextRows: rows must be [n, D], got ", r.sizes());
+    TORCH_CHECK(pad_to <= 0 || r.size(0) <= pad_to, "PadTextRows: ", r.size(0), " rows exceed pad_to ", pad_to);
+    if (pad_to <= 0) len = std::max(len, r.size(0));
+  }
+  std::vector<at::Tensor> padded, masks;
+  for (const at::Tensor& r : rows) {
+    padded.push_back(at::constant_pad_nd(r, {0, 0, 0, len - r.size(0)}));  // [len, D], zero rows appended
+    const auto opts = at::TensorOptions().device(r.device());
+    masks.push_back(pad_to > 0 ? at::ones({len}, opts.dtype(at::kBool)) : at::arange(len, opts) < r.size(0));
+  }
+  return {at::stack(padded, 0), at::stack(masks, 0)};  // [B, len, D], bool [B, len]
 }
 
 TokenBatcher::TokenBatcher(const TokenFolder& folder, int64_t frames, double val_fraction, uint64_t seed)
@@ -111,27 +141,25 @@ absl::StatusOr<TokenBatch> TokenBatcher::Assemble(const std::vector<std::pair<in
   TokenBatch b;
   std::vector<at::Tensor> toks, embs;
   bool all_emb = true;
-  int64_t max_len = 0;
+  int64_t pad_to = -1;
   for (const auto& [clip, start] : picks) {
     WFM_ASSIGN_OR_RETURN(TokenClip c, folder_->Get(clip));
     toks.push_back(c.tokens.narrow(0, start, frames_));
     b.captions.push_back(c.caption);
     all_emb = all_emb && c.crossattn_emb.defined();
-    if (c.crossattn_emb.defined()) max_len = std::max(max_len, c.crossattn_emb.size(0));
-    embs.push_back(c.crossattn_emb);
+    if (c.crossattn_emb.defined()) {
+      if (pad_to >= 0 && c.crossattn_pad_to != pad_to)
+        return absl::InvalidArgumentError(absl::StrCat(
+            c.path, ": crossattn_pad_to ", c.crossattn_pad_to, " differs from another clip's ", pad_to,
+            " (clips tokenized with different text encoders; re-run `wfm ar tokenize` with one)"));
+      pad_to = c.crossattn_pad_to;
+      if (!embs.empty() && c.crossattn_emb.size(1) != embs[0].size(1))
+        return absl::InvalidArgumentError("token clips carry crossattn_emb of different widths");
+      embs.push_back(c.crossattn_emb);
+    }
   }
   b.tokens = at::stack(toks, 0);  // [B, frames, h, w]
-  if (all_emb && !embs.empty()) {
-    std::vector<at::Tensor> padded, masks;
-    for (const auto& e : embs) {
-      if (e.size(1) != embs[0].size(1))
-        return absl::InvalidArgumentError("token clips carry crossattn_emb of different widths");
-      padded.push_back(at::constant_pad_nd(e, {0, 0, 0, max_len - e.size(0)}));
-      masks.push_back(at::arange(max_len) < e.size(0));
-    }
-    b.context = at::stack(padded, 0);
-    b.context_mask = at::stack(masks, 0);
-  }
+  if (all_emb && !embs.empty()) std::tie(b.context, b.context_mask) = PadTextRows(embs, pad_to);
   return b;
 }
 

@@ -190,8 +190,8 @@ class SyntheticSource : public TokenSource {
 // condition). A frozen encoder sits behind an on-disk embedding cache; a trained built-in one runs with autograd.
 class TextProvider {
  public:
-  TextProvider(std::unique_ptr<text::TextEncoder> enc, bool cosmos_padding, int64_t dim, c10::Device device)
-      : enc_(std::move(enc)), cosmos_padding_(cosmos_padding), dim_(dim), device_(device) {}
+  TextProvider(std::unique_ptr<text::TextEncoder> enc, int64_t pad_to, int64_t dim, c10::Device device)
+      : enc_(std::move(enc)), pad_to_(pad_to), dim_(dim), device_(device) {}
   text::TextEncoder* encoder() { return enc_.get(); }
 
   absl::StatusOr<TextContext> For(const Batch& b) {
@@ -201,7 +201,7 @@ class TextProvider {
     for (const auto& c : b.captions) any = any || !c.empty();
     if (enc_ && any) {
       WFM_ASSIGN_OR_RETURN(text::TextEmbeddings e, enc_->Encode(b.captions), "encoding captions");
-      return EncodedTextContext(e, cosmos_padding_);
+      return EncodedTextContext(e, pad_to_);
     }
     if (!warned_) {
       WFM_LOG(WARNING) << (any ? "captions but no --text-encoder" : "clips without text")
@@ -214,7 +214,7 @@ class TextProvider {
 
  private:
   std::unique_ptr<text::TextEncoder> enc_;
-  bool cosmos_padding_;
+  int64_t pad_to_;  // PadTextRows rule of the encoder
   int64_t dim_;
   c10::Device device_;
   bool warned_ = false;
@@ -316,7 +316,8 @@ absl::StatusOr<ArTrainResult> TrainArModel(const ArTrainOptions& options) {
 
   // ---- text ----
   std::unique_ptr<text::TextEncoder> encoder;
-  bool train_text = false, cosmos_padding = false;
+  bool train_text = false;
+  int64_t pad_to = 0;
   if (config.insert_cross_attn && !options.text_encoder.empty()) {
     if (options.text_encoder == "builtin") {
       text::BuiltinTextEncoderOptions bo;
@@ -343,14 +344,14 @@ absl::StatusOr<ArTrainResult> TrainArModel(const ArTrainOptions& options) {
       encoder = std::move(e);
       train_text = true;
     } else {
-      cosmos_padding = UsesCosmosTextPadding(options.text_encoder);
       text::LoadTextEncoderOptions lo;
       lo.device = device.str();
-      lo.pad_to_max_length = cosmos_padding;
+      lo.pad_to_max_length = false;
       WFM_ASSIGN_OR_RETURN(std::unique_ptr<text::TextEncoder> e, text::LoadTextEncoder(options.text_encoder, lo),
                            "--text-encoder");
+      pad_to = TextPadLength(options.text_encoder, *e);
       auto cached = std::make_unique<text::CachedTextEncoder>(std::move(e), (fs::path(out) / "text_cache").string());
-      cached->set_pad_to_max_length(cosmos_padding);
+      cached->set_pad_to_max_length(false);
       encoder = std::move(cached);
     }
     if (encoder->dim() != config.context_dim)
@@ -359,7 +360,7 @@ absl::StatusOr<ArTrainResult> TrainArModel(const ArTrainOptions& options) {
   } else if (!config.insert_cross_attn && !options.text_encoder.empty()) {
     WFM_LOG(WARNING) << "the model has no cross-attention; --text-encoder is ignored";
   }
-  TextProvider text(std::move(encoder), cosmos_padding, config.context_dim, device);
+  TextProvider text(std::move(encoder), pad_to, config.context_dim, device);
   std::shared_ptr<torch::nn::Module> text_module = train_text ? text.encoder()->module() : nullptr;
   if (train_text && !text_module) return absl::InvalidArgumentError("the text encoder has no trainable module");
 
@@ -410,7 +411,7 @@ absl::StatusOr<ArTrainResult> TrainArModel(const ArTrainOptions& options) {
                                {"lr", options.lr},
                                {"text_dropout", options.loss.text_dropout},
                                {"text_encoder", options.text_encoder},
-                               {"cosmos_text_padding", cosmos_padding},
+                               {"text_pad_to", pad_to},
                                {"data", source->Describe()}};
   if (main) {
     nlohmann::json params = config.ToJson();

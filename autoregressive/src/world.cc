@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 
 #include "absl/strings/str_cat.h"
+#include "wfm/autoregressive/data.h"
 #include "wfm/core/logging.h"
 #include "wfm/core/runtime.h"
 #include "wfm/core/status.h"
@@ -114,14 +115,22 @@ absl::StatusOr<std::unique_ptr<VideoTokenCodec>> LoadTokenizerCodec(const std::s
   return std::unique_ptr<VideoTokenCodec>(new TokenizerCodec(std::move(tok)));
 }
 
-TextContext EncodedTextContext(const text::TextEmbeddings& e, bool cosmos_padding) {
-  if (cosmos_padding) return TextContext{e.embeddings, at::ones_like(e.mask)};
-  return TextContext{e.embeddings, e.mask};
+std::vector<at::Tensor> RealTextRows(const text::TextEmbeddings& e) {
+  std::vector<at::Tensor> rows;
+  const at::Tensor lengths = e.mask.sum(1).cpu();  // [B]
+  for (int64_t i = 0; i < e.embeddings.size(0); ++i)
+    rows.push_back(e.embeddings[i].narrow(0, 0, lengths[i].item<int64_t>()));  // [n_i, D]
+  return rows;
 }
 
-bool UsesCosmosTextPadding(const std::string& text_encoder) {
+TextContext EncodedTextContext(const text::TextEmbeddings& e, int64_t pad_to) {
+  auto [context, mask] = PadTextRows(RealTextRows(e), pad_to);
+  return TextContext{context, mask};
+}
+
+int64_t TextPadLength(const std::string& path, const text::TextEncoder& encoder) {
   std::error_code ec;
-  return std::filesystem::is_directory(text_encoder, ec);
+  return std::filesystem::is_directory(path, ec) ? encoder.max_length() : 0;
 }
 
 at::Tensor ResizeCoverCrop(const at::Tensor& frames, int64_t h, int64_t w) {

@@ -95,14 +95,12 @@ absl::Status Run(const Flags& f) {
   if (config.insert_cross_attn) {
     if (f.at("text-encoder") == "-" || f.at("prompt") == "-")
       return absl::InvalidArgumentError("this model is text-conditioned: give --text-encoder and --prompt");
-    // T5 folders (the published models) are padded and fully attended as Cosmos does; the built-in encoder
-    // (models trained with wfm) uses its mask, as in training.
-    wfm::text::LoadTextEncoderOptions to;
-    to.pad_to_max_length = wfm::ar::UsesCosmosTextPadding(f.at("text-encoder"));
+    // T5 folders (the published models) are padded to 512 and fully attended as Cosmos does; the built-in
+    // encoder (models trained with wfm) uses its mask, as in training (ar::PadTextRows).
     WFM_ASSIGN_OR_RETURN(std::unique_ptr<wfm::text::TextEncoder> encoder,
-                         wfm::text::LoadTextEncoder(f.at("text-encoder"), to));
+                         wfm::text::LoadTextEncoder(f.at("text-encoder")));
     WFM_ASSIGN_OR_RETURN(wfm::text::TextEmbeddings e, encoder->Encode({f.at("prompt")}));
-    text = wfm::ar::EncodedTextContext(e, to.pad_to_max_length);
+    text = wfm::ar::EncodedTextContext(e, wfm::ar::TextPadLength(f.at("text-encoder"), *encoder));
   }
 
   WFM_ASSIGN_OR_RETURN(wfm::ar::WorldResult r,

@@ -3,8 +3,17 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
+#include "ar_test_util.h"
 #include "test_support.h"
+#include "wfm/autoregressive/data.h"
+#include "wfm/autoregressive/world.h"
+#include "wfm/core/checkpoint.h"
 #include "wfm/core/safetensors.h"
+#include "wfm/core/text/t5.h"
+#include "wfm/core/text/text_encoder.h"
 #include "wfm/core/video_io.h"
 
 namespace {
@@ -139,6 +148,73 @@ TEST(ArCli, TokenizeWritesAClipFolder) {
                        &log),
             1);
   EXPECT_NE(log.find("vocabulary mismatch"), std::string::npos) << log;
+}
+
+// A T5 directory as Cosmos ships one, tiny: byte-level vocabulary (384, no spiece.model), d_model 32 = the tiny
+// models' context_dim, random weights.
+std::string TinyT5Dir(const std::string& dir) {
+  wfm::text::T5Config c;
+  c.name = "tiny-byt5";
+  c.vocab_size = 384;
+  c.d_model = 32;
+  c.d_kv = 8;
+  c.d_ff = 64;
+  c.num_layers = 1;
+  c.num_heads = 4;
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/config.json") << c.ToJson().dump();
+  wfm::text::T5EncoderModel m(c);
+  wfm::text::InitT5Weights(m, 5);
+  EXPECT_TRUE(wfm::SaveModule(*m, dir + "/model.safetensors").ok());
+  return dir;
+}
+
+// The one padding rule (ar::PadTextRows): a caption that went through `wfm ar tokenize` + the training batcher gives
+// exactly the cross-attention context (and logits) that `wfm ar generate` builds from the same T5 directory:
+// 512 rows, zero past the caption, all attended, as cosmos-predict1. (Before the fix tokenize stored the trimmed
+// rows and training masked them, while generation attended all 512: different logits, checked below.)
+TEST(ArCli, TokenizedCaptionsGiveTheGenerateContext) {
+  const std::string video = SharedPath("media/vtest.avi");
+  WFM_REQUIRE_FILE(video);
+  const std::string dir = TempDir(), t5 = TinyT5Dir(dir + "/t5");
+  const std::string caption = "a person walks toward the camera";
+  std::filesystem::copy_file(video, dir + "/walk.avi");
+  std::ofstream(dir + "/walk.txt") << caption << "\n";
+  std::string log;
+  ASSERT_EQ(RunCommand(WfmTool() + " ar tokenize --config tiny-v2w --random-init --tokenizer-config " +
+                           TinyTokenizer() + " --max-clips 1 --text-encoder " + t5 + " --output " + dir + "/clips " +
+                           dir + "/walk.avi --threads 1",
+                       &log),
+            0)
+      << log;
+  WFM_ASSERT_OK_AND_ASSIGN(wfm::ar::TokenFolder folder, wfm::ar::TokenFolder::Open(dir + "/clips"));
+  wfm::ar::TokenBatcher batcher(folder, /*frames=*/3, /*val_fraction=*/0, /*seed=*/0);
+  WFM_ASSERT_OK_AND_ASSIGN(wfm::ar::TokenBatch batch, batcher.Train(0, 1));
+  ASSERT_TRUE(batch.context.defined()) << log;
+  EXPECT_EQ(batch.captions[0], caption);
+
+  // the generate path (tools/cmd_ar.cc LoadTextContext)
+  WFM_ASSERT_OK_AND_ASSIGN(std::unique_ptr<wfm::text::TextEncoder> enc, wfm::text::LoadTextEncoder(t5));
+  WFM_ASSERT_OK_AND_ASSIGN(wfm::text::TextEmbeddings e, enc->Encode({caption}));
+  const wfm::ar::TextContext gen = wfm::ar::EncodedTextContext(e, wfm::ar::TextPadLength(t5, *enc));
+  ASSERT_EQ(gen.embeddings.sizes(), at::IntArrayRef({1, 512, 32}));
+  ASSERT_EQ(batch.context.sizes(), gen.embeddings.sizes()) << "HINT: tokenize must store the padding rule";
+  EXPECT_TRUE(at::equal(batch.context_mask, gen.mask));
+  EXPECT_TRUE(gen.mask.all().item<bool>()) << "Cosmos attends every one of the 512 positions";
+  const int64_t n = wfm::ar::RealTextRows(e)[0].size(0);
+  EXPECT_EQ(gen.embeddings.narrow(1, n, 512 - n).abs().max().item<float>(), 0.0f);
+  EXPECT_LE(MaxRelDiff(batch.context, gen.embeddings), 1e-6);
+
+  // the same logits; the old trimmed + masked context gives different ones (so this test can fail)
+  wfm::ar::ArTransformer net = wfm::ar::Net(wfm::ar::Tiny(true));
+  at::NoGradGuard no_grad;
+  const at::Tensor tokens = batch.tokens.flatten(1);  // [1, 48]
+  const wfm::ar::TextContext train_ctx{batch.context, batch.context_mask};
+  const at::Tensor a = net->forward(tokens, 0, nullptr, &train_ctx), b = net->forward(tokens, 0, nullptr, &gen);
+  EXPECT_LE(MaxRelDiff(a, b), 1e-6);
+  auto [trimmed, trimmed_mask] = wfm::ar::PadTextRows(wfm::ar::RealTextRows(e), /*pad_to=*/0);
+  const wfm::ar::TextContext old_ctx{trimmed, trimmed_mask};
+  EXPECT_GT(MaxRelDiff(net->forward(tokens, 0, nullptr, &old_ctx), b), 1e-3);
 }
 
 TEST(ArCli, GenerateBadInputs) {

@@ -66,6 +66,35 @@ TEST(ArDataTest, FolderRoundTripAndDeterministicBatches) {
   EXPECT_EQ(v.tokens[0][0][0][0].item<int64_t>(), 400);
 }
 
+// The padding rule travels with stored embeddings: clips tokenized with a T5 directory (crossattn_pad_to 512 there)
+// come back zero-padded to pad_to with every row attended; clips of two rules cannot share a batch.
+TEST(ArDataTest, StoredPaddingRuleIsApplied) {
+  const std::string dir = testing::TempDir();
+  for (int64_t i = 0; i < 2; ++i) {
+    TokenClip c{"", at::zeros({2, 4, 4}, at::kLong), at::full({3 + i, 8}, 1.0), "", /*crossattn_pad_to=*/6};
+    WFM_ASSERT_OK(TokenFolder::Write(dir + "/c" + std::to_string(i) + ".safetensors", c));
+  }
+  WFM_ASSERT_OK_AND_ASSIGN(TokenFolder f, TokenFolder::Open(dir));
+  WFM_ASSERT_OK_AND_ASSIGN(TokenClip c1, f.Get(1));
+  EXPECT_EQ(c1.crossattn_pad_to, 6);
+  EXPECT_EQ(c1.crossattn_emb.size(0), 4) << "stored unpadded";
+  WFM_ASSERT_OK_AND_ASSIGN(TokenBatch b, TokenBatcher(f, 2, 0.0, 0).Train(0, 4));
+  EXPECT_EQ(b.context.sizes(), at::IntArrayRef({4, 6, 8}));
+  EXPECT_TRUE(b.context_mask.all().item<bool>());
+  const at::Tensor real_rows = (b.context.abs().sum(2) > 0).sum(1);  // [B]: 3 or 4 stored rows, the rest zero
+  EXPECT_TRUE(((real_rows == 3) | (real_rows == 4)).all().item<bool>()) << real_rows;
+  // a clip stored with the mask rule next to them
+  TokenClip m{"", at::zeros({2, 4, 4}, at::kLong), at::full({3, 8}, 1.0), "", 0};
+  WFM_ASSERT_OK(TokenFolder::Write(dir + "/c2.safetensors", m));
+  WFM_ASSERT_OK_AND_ASSIGN(TokenFolder g, TokenFolder::Open(dir));
+  absl::Status mixed = absl::OkStatus();
+  for (int64_t step = 0; step < 8 && mixed.ok(); ++step) mixed = TokenBatcher(g, 2, 0.0, 0).Train(step, 4).status();
+  EXPECT_NE(mixed.message().find("crossattn_pad_to"), std::string::npos) << mixed;
+  // more rows than the rule allows
+  TokenClip bad{"", at::zeros({2, 4, 4}, at::kLong), at::full({7, 8}, 1.0), "", 6};
+  EXPECT_FALSE(TokenFolder::Write(dir + "/bad.safetensors", bad).ok());
+}
+
 TEST(ArDataTest, BadFolders) {
   EXPECT_EQ(TokenFolder::Open(testing::TempDir() + "/none").status().code(), absl::StatusCode::kNotFound);
   const std::string dir = testing::TempDir();

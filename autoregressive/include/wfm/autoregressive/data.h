@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -26,9 +27,23 @@ namespace wfm::ar {
 struct TokenClip {
   std::string path;
   at::Tensor tokens;         // int64 [t, h, w]
-  at::Tensor crossattn_emb;  // float [N, D] or undefined
+  at::Tensor crossattn_emb;  // float [N, D] (the caption's real rows, unpadded) or undefined
   std::string caption;
+  int64_t crossattn_pad_to = 0;  // padding rule of crossattn_emb (PadTextRows); metadata "crossattn_pad_to"
 };
+
+// THE text padding rule of the AR model. Every path that turns text embeddings into the cross-attention context
+// goes through here: `wfm ar tokenize` -> TokenBatcher (training on stored embeddings), `wfm ar train` on captions,
+// `wfm ar generate` / GenerateWorld callers (EncodedTextContext in world.h). `rows` are the real (unpadded)
+// embeddings [n_i, D] of B prompts; returns context [B, L, D] and mask bool [B, L].
+//  - pad_to > 0 (T5 directories, i.e. the published Cosmos models, pad_to = 512): every row is zero-padded to
+//    pad_to and ALL positions are attended. This is what cosmos-predict1 does: CosmosT5TextEncoder.encode_prompts
+//    (auxiliary/t5_text_encoder.py) pads to max_length 512 and zeroes the rows past each prompt's length, and
+//    ARVideo2WorldGenerationPipeline._run_model (autoregressive/inference/world_generation_pipeline.py) replaces the
+//    context_mask by torch.ones_like(...), so the zero rows take part in the cross-attention softmax.
+//  - pad_to == 0 (the built-in encoder: models trained here): padded to the longest prompt, mask true at real rows.
+// A row longer than pad_to is an error (TORCH_CHECK; callers truncate to the encoder's max_length first).
+std::pair<at::Tensor, at::Tensor> PadTextRows(const std::vector<at::Tensor>& rows, int64_t pad_to);
 
 class TokenFolder {
  public:
@@ -52,7 +67,7 @@ class TokenFolder {
 
 struct TokenBatch {
   at::Tensor tokens;                  // int64 [B, frames, h, w]
-  at::Tensor context, context_mask;   // [B, L, D] float / [B, L] bool when every clip has crossattn_emb
+  at::Tensor context, context_mask;   // [B, L, D] float / [B, L] bool when every clip has crossattn_emb (PadTextRows)
   std::vector<std::string> captions;  // one per sample ("" when none)
 };
 

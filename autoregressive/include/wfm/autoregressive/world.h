@@ -24,6 +24,7 @@
 
 namespace wfm::text {
 struct TextEmbeddings;
+class TextEncoder;
 }
 
 namespace wfm::ar {
@@ -94,13 +95,15 @@ struct TokenizeOptions {
 absl::StatusOr<std::vector<at::Tensor>> TokenizeVideo(VideoTokenCodec& codec, const std::string& path,
                                                       const TokenizeOptions& options);
 
-// Text conditioning from a text encoder's output, as the AR model sees it in training and in generation. With
-// `cosmos_padding` (T5 directories: the published models) the rows are padded to the encoder's max_length and ALL
-// attended, as the reference Video2World pipeline does (its context_mask is all ones; padded rows are zero);
-// otherwise (the built-in encoder, models trained here) the encoder's mask is used.
-TextContext EncodedTextContext(const text::TextEmbeddings& embeddings, bool cosmos_padding);
-// Whether a text-encoder path follows the Cosmos padding convention: a (T5) directory.
-bool UsesCosmosTextPadding(const std::string& text_encoder);
+// Text conditioning from a text encoder's output, as the AR model sees it in training and in generation: the real
+// rows of each prompt (by the encoder's mask) through PadTextRows (data.h, where the rule is documented) with
+// `pad_to` from TextPadLength. Differentiable (a trained built-in encoder's gradients flow through).
+TextContext EncodedTextContext(const text::TextEmbeddings& embeddings, int64_t pad_to);
+// The real rows of prompt i: embeddings[i, :mask[i].sum()] -> [n_i, D].
+std::vector<at::Tensor> RealTextRows(const text::TextEmbeddings& embeddings);
+// The padding length of the text encoder at `path` for PadTextRows: its max_length (512) for (T5) directories,
+// which follow the Cosmos convention; 0 (mask, pad to the longest) for the built-in encoder files.
+int64_t TextPadLength(const std::string& path, const text::TextEncoder& encoder);
 
 // uint8 [T, H, W, 3] -> float [1, 3, T, h, w] in [-1, 1]: bilinear (antialiased) resize so that the frames cover
 // h x w, then a centre crop (utils/inference.py resize_input).
