@@ -2,8 +2,10 @@
 // D 768 x 12; Predict1 7B is D 4096 x 28):
 //   BM_DiTForward/preset/tokens   one network evaluation of a CFG pair (batch 2), latent 16 x T x H x W with
 //                                 tokens = T*H*W/4 (1x2x2 patches); items/s = tokens/s
-//   BM_GenerateStep/preset        one sampling step of DiffusionWorldModel::Generate (2ab, guidance 7: one batched
-//                                 cond+uncond evaluation), latent 16x4x16x16 (256 tokens); items/s = steps/s
+//   BM_GenerateStep/preset/cache  one sampling step of DiffusionWorldModel::Generate (2ab, guidance 7: one batched
+//                                 cond+uncond evaluation), latent 16x4x16x16 (256 tokens), 512 text tokens;
+//                                 cache 1 = cross-attention K/V projected once per sample (the default), 0 = at
+//                                 every step; items/s = steps/s
 //   BM_IntegratorOverhead/kind    the integrator's own tensor arithmetic per step at the Predict1 default latent
 //                                 size 16x16x88x160, with a free denoiser (what the sampler adds to the network)
 // Counters: params_mb (weights), peak_rss_mb (process high-water mark so far; runs go from small to large).
@@ -90,6 +92,7 @@ void BM_GenerateStep(benchmark::State& state) {
   GenerateOptions o;
   o.num_steps = 4;
   o.guidance = 7.0;
+  o.cache_cross_attention = state.range(1) != 0;
   int64_t steps = 0;
   for (auto _ : state) {
     auto x = wm.Generate({16, 4, 16, 16}, text, {}, o);
@@ -98,9 +101,11 @@ void BM_GenerateStep(benchmark::State& state) {
   }
   state.SetItemsProcessed(steps);
   state.counters["peak_rss_mb"] = PeakRssMb();
-  state.SetLabel(kPresets[state.range(0)]);
+  state.SetLabel(std::string(kPresets[state.range(0)]) + (o.cache_cross_attention ? " kv-cache" : " no-cache"));
 }
-BENCHMARK(BM_GenerateStep)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_GenerateStep)
+    ->Args({0, 0})->Args({0, 1})->Args({1, 0})->Args({1, 1})->Args({2, 0})->Args({2, 1})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void BM_IntegratorOverhead(benchmark::State& state) {
   const Integrator in = static_cast<Integrator>(state.range(0));

@@ -17,6 +17,7 @@ at::Tensor PreconditionedDenoise(DiffusionNetwork& net, const Parametrization& p
   DiTInputs net_in;
   net_in.crossattn_emb = in.crossattn_emb;
   net_in.fps = in.fps;
+  net_in.crossattn_cache = in.crossattn_cache;
   at::Tensor state = x;  // the state the output map combines with (c_skip * state)
   if (condition && cfg.is_general()) {
     // augment_conditional_latent_frames: (gt + noise * s_aug) * c_in(s_aug) / c_in(sigma)

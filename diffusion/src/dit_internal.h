@@ -46,10 +46,17 @@ at::Tensor LearnableAbsEmbedding(const at::Tensor& pos_emb_t, const at::Tensor& 
 
 // Multi-head attention with per-head q/k RMSNorm and (self-attention only) rotate-half RoPE:
 // x [B, S, D], context [B, M, Dc] or undefined (self). Returns [B, S, D] after the output projection.
+// kv (cross-attention only, may be null): a filled entry replaces the K/V projections of `context` (which may
+// then be undefined); an empty one receives them.
 at::Tensor AttentionCore(torch::nn::Linear& q_proj, torch::nn::Linear& k_proj, torch::nn::Linear& v_proj,
                          torch::nn::Linear& out_proj, wfm::nn::RMSNorm& q_norm, wfm::nn::RMSNorm& k_norm,
                          int64_t heads, bool self_attention, const at::Tensor& x, const at::Tensor& context,
-                         const at::Tensor& rope_cos, const at::Tensor& rope_sin);
+                         const at::Tensor& rope_cos, const at::Tensor& rope_sin,
+                         std::pair<at::Tensor, at::Tensor>* kv = nullptr);
+
+// The cache a forward pass may use: inputs.crossattn_cache unless autograd is recording; `reuse` tells whether
+// its entries belong to inputs.crossattn_emb (the pass then need not transform the context at all).
+CrossAttentionCache* UsableCache(const DiTInputs& inputs, bool* reuse);
 
 // Timesteps(D): cat(cos, sin) of t * exp(-ln(1e4) * arange(D/2) / (D/2)), computed in float32, cast to `dtype`.
 at::Tensor TimestepSinusoid(const at::Tensor& t, int64_t dim, at::ScalarType dtype);

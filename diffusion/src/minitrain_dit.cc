@@ -27,9 +27,9 @@ MiniTrainAttentionImpl::MiniTrainAttentionImpl(int64_t query_dim, int64_t contex
 }
 
 at::Tensor MiniTrainAttentionImpl::forward(const at::Tensor& x, const at::Tensor& context, const at::Tensor& rope_cos,
-                                           const at::Tensor& rope_sin) {
+                                           const at::Tensor& rope_sin, std::pair<at::Tensor, at::Tensor>* kv) {
   return AttentionCore(q_proj, k_proj, v_proj, output_proj, q_norm, k_norm, heads, self_attention, x, context,
-                       rope_cos, rope_sin);
+                       rope_cos, rope_sin, kv);
 }
 
 MiniTrainBlockImpl::MiniTrainBlockImpl(const DiTConfig& c) {
@@ -47,7 +47,8 @@ MiniTrainBlockImpl::MiniTrainBlockImpl(const DiTConfig& c) {
 // text2image_dit.py Block.forward; x [B, T, HW, D], modulation per frame [B, T, 1, D].
 at::Tensor MiniTrainBlockImpl::forward(const at::Tensor& x_in, const at::Tensor& emb, const at::Tensor& crossattn_emb,
                                        const at::Tensor& rope_cos, const at::Tensor& rope_sin,
-                                       const at::Tensor& adaln_lora, const at::Tensor& extra_pos_emb) {
+                                       const at::Tensor& adaln_lora, const at::Tensor& extra_pos_emb,
+                                       std::pair<at::Tensor, at::Tensor>* kv) {
   at::Tensor x = extra_pos_emb.defined() ? x_in + extra_pos_emb : x_in;
   const int64_t B = x.size(0), T = x.size(1), HW = x.size(2), D = x.size(3);
   auto mods = [&](torch::nn::ModuleList& m) {
@@ -59,7 +60,7 @@ at::Tensor MiniTrainBlockImpl::forward(const at::Tensor& x_in, const at::Tensor&
   const auto tokens = [&](const at::Tensor& t) { return t.reshape({B, T * HW, D}); };
   const auto grid = [&](const at::Tensor& t) { return t.view({B, T, HW, D}); };
   x = x + sa[2] * grid(self_attn(tokens(AdaLnModulate(x, sa[0], sa[1])), at::Tensor(), rope_cos, rope_sin));
-  x = grid(cross_attn(tokens(AdaLnModulate(x, ca[0], ca[1])), crossattn_emb, rope_cos, rope_sin)) * ca[2] + x;
+  x = grid(cross_attn(tokens(AdaLnModulate(x, ca[0], ca[1])), crossattn_emb, rope_cos, rope_sin, kv)) * ca[2] + x;
   return x + ml[2] * mlp(AdaLnModulate(x, ml[0], ml[1]));
 }
 
@@ -129,8 +130,13 @@ at::Tensor MiniTrainDiTImpl::Forward(const DiTInputs& in) {
   at::Tensor extra;
   if (c.extra_per_block_abs_pos_emb)
     extra = LearnableAbsEmbedding(pos_emb_t, pos_emb_h, pos_emb_w, Tp, Hp, Wp).reshape({1, Tp, Hp * Wp, D});
-  at::Tensor ctx = in.crossattn_emb.to(dtype);
-  if (crossattn_proj) ctx = at::gelu(crossattn_proj_linear(ctx));
+  bool reuse = false;
+  CrossAttentionCache* cache = UsableCache(in, &reuse);
+  at::Tensor ctx;  // not needed when every cross-attention layer reuses its cached K/V
+  if (!reuse) {
+    ctx = in.crossattn_emb.to(dtype);
+    if (crossattn_proj) ctx = at::gelu(crossattn_proj_linear(ctx));
+  }
 
   // Timesteps [B] or [B, T] -> per-frame embedding [B, T', D] (T' = 1 broadcasts over frames).
   const at::Tensor ts = in.timesteps.dim() == 1 ? in.timesteps.unsqueeze(1) : in.timesteps;
@@ -140,7 +146,9 @@ at::Tensor MiniTrainDiTImpl::Forward(const DiTInputs& in) {
   at::Tensor emb = c.use_adaln_lora ? sample : h, lora = c.use_adaln_lora ? h : at::Tensor();
   emb = t_embedding_norm(emb);
 
-  for (auto& blk : block_list) x = blk(x, emb, ctx, rope_cos, rope_sin, lora, extra);
+  for (size_t i = 0; i < block_list.size(); ++i)
+    x = block_list[i](x, emb, ctx, rope_cos, rope_sin, lora, extra, cache ? cache->Slot(i) : nullptr);
+  if (cache) ++(reuse ? cache->reuses : cache->fills);
   at::Tensor mod = ApplyModulation(final_adaln_modulation, emb);
   if (lora.defined()) mod = mod + lora.narrow(-1, 0, 2 * D);
   const auto ss = mod.unsqueeze(2).chunk(2, -1);  // [B, T', 1, D]

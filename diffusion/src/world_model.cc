@@ -157,7 +157,7 @@ at::Tensor ExpandBatch(const at::Tensor& t, int64_t b) {
 // (as one batch of 2B), each with the condition region replaced, combined by guidance.
 at::Tensor DiffusionWorldModel::Denoise(const at::Tensor& x, double sigma, const TextConditioning& text,
                                         const VideoConditioning& video, const GenerateOptions& o,
-                                        const at::Tensor& augment_noise) {
+                                        const at::Tensor& augment_noise, CrossAttentionCache* cache) {
   const DiTConfig& cfg = net_->config();
   const int64_t B = x.size(0), T = x.size(2), H = x.size(3), W = x.size(4);
   DenoiserInputs in;
@@ -165,6 +165,7 @@ at::Tensor DiffusionWorldModel::Denoise(const at::Tensor& x, double sigma, const
   in.sigma = at::full({B}, sigma, x.options());
   in.fps = o.fps;
   in.sigma_conditional = o.sigma_conditional;
+  in.crossattn_cache = cache;
   if (cfg.video_conditioned() && !video.empty()) {
     const int64_t n = video.num_frames;
     in.mask = at::zeros({B, 1, T, H, W}, x.options());
@@ -224,8 +225,10 @@ absl::StatusOr<at::Tensor> DiffusionWorldModel::Generate(at::IntArrayRef latent_
     so.s_churn = o.s_churn;
     if (o.s_churn > 0) so.churn_generator = at::make_generator<at::CPUGeneratorImpl>(o.seed ^ 0x9e3779b97f4a7c15ull);
     so.callback = o.callback;
+    CrossAttentionCache cache;  // the text is the same at every step: project its K/V once
+    CrossAttentionCache* cache_ptr = o.cache_cross_attention ? &cache : nullptr;
     const DenoiseFn denoise = [&](const at::Tensor& x, double sigma) {
-      return Denoise(x, sigma, text, video, o, augment_noise);
+      return Denoise(x, sigma, text, video, o, augment_noise, cache_ptr);
     };
     at::Tensor out = Sample(denoise, noise * sigmas.front(), sigmas, so);
     if (!video.empty() && o.keep_condition_exact) {

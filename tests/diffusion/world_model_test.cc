@@ -101,6 +101,66 @@ TEST(WorldModel, SeedDeterminism) {
   EXPECT_LT(MaxAbsDiff(a[1], c[0]), 1e-4);
 }
 
+// The text's cross-attention K/V projected once per sample and reused at every step give the same samples as
+// projecting them at every network evaluation (both architectures, Text2World and Video2World, with and without
+// guidance, single- and multi-evaluation integrators).
+TEST(WorldModel, CrossAttentionCacheEqualsRecomputation) {
+  for (bool predict2 : {false, true}) {
+    for (bool v2w : {false, true}) {
+      DiffusionWorldModel wm = MakeModel(v2w, 0, predict2);
+      VideoConditioning v;
+      if (v2w) {
+        v.latent = at::randn({1, 16, 3, 4, 6});
+        v.num_frames = 1;
+      }
+      for (const Integrator integrator : {Integrator::kHeun, Integrator::kRes2Ab}) {
+        for (double guidance : {0.0, 3.0}) {
+          SCOPED_TRACE(::testing::Message() << (predict2 ? "MiniTrainDIT" : "GeneralDIT") << (v2w ? " V2W" : " T2W")
+                                            << " " << IntegratorName(integrator) << " guidance " << guidance);
+          GenerateOptions o = FastOptions();
+          o.integrator = integrator;
+          o.guidance = guidance;
+          o.num_samples = 2;
+          o.cache_cross_attention = false;
+          const at::Tensor plain = wm.Generate({16, 3, 4, 6}, Text(), v, o).value();
+          o.cache_cross_attention = true;
+          const at::Tensor cached = wm.Generate({16, 3, 4, 6}, Text(), v, o).value();
+          const double rel = wfm::testing::MaxRelDiff(cached, plain);
+          EXPECT_LE(rel, 1e-5) << "HINT: the cached K/V must be exactly what the layers would project";
+        }
+      }
+    }
+  }
+}
+
+// The cache is filled once and then reused; a text of other values refills it, equal values (a new tensor)
+// reuse it, and autograd (training) bypasses it.
+TEST(WorldModel, CrossAttentionCacheFillsOnceAndFollowsTheText) {
+  DiffusionWorldModel wm = MakeModel(false, 0, false);
+  const TextConditioning text = Text();
+  const at::Tensor x = at::randn({1, 16, 2, 4, 6}) * 3;
+  const at::Tensor noise = at::randn_like(x);
+  GenerateOptions o = FastOptions();
+  CrossAttentionCache cache;
+  {
+    torch::NoGradGuard g;
+    for (double sigma : {5.0, 2.0, 0.5}) {
+      const at::Tensor want = wm.Denoise(x, sigma, text, {}, o, noise);
+      EXPECT_LE(wfm::testing::MaxRelDiff(wm.Denoise(x, sigma, text, {}, o, noise, &cache), want), 1e-5);
+    }
+    EXPECT_EQ(cache.fills, 1);
+    EXPECT_EQ(cache.reuses, 2);
+    EXPECT_EQ(cache.kv.size(), 2u);  // tiny: 2 blocks, one cross-attention each
+    const TextConditioning other{text.crossattn_emb + 1, text.negative_crossattn_emb};
+    const at::Tensor want = wm.Denoise(x, 2.0, other, {}, o, noise);
+    EXPECT_LE(wfm::testing::MaxRelDiff(wm.Denoise(x, 2.0, other, {}, o, noise, &cache), want), 1e-5);
+    EXPECT_EQ(cache.fills, 2);
+  }
+  const at::Tensor with_grad = wm.Denoise(x, 2.0, text, {}, o, noise, &cache);
+  EXPECT_EQ(cache.fills + cache.reuses, 3 + 1) << "a pass with autograd on must not touch the cache";
+  EXPECT_TRUE(with_grad.requires_grad());
+}
+
 TEST(WorldModel, AutoregressiveExtensionInLatentSpace) {
   DiffusionWorldModel wm = MakeModel(true);
   GenerateOptions o = FastOptions();

@@ -34,6 +34,7 @@ struct DenoiserInputs {
   at::Tensor augment_noise;  // like x: the augmentation noise (GeneralDIT)
   double sigma_conditional = 1e-4;  // noise level the condition frames report (MiniTrainDIT frame replacement)
   std::optional<double> fps = 24.0;
+  CrossAttentionCache* crossattn_cache = nullptr;  // reuse the text's cross-attention K/V (sampling; dit.h)
 };
 
 // The x0 prediction [B, C, T, H, W] in x's dtype. Differentiable (training calls it with autograd on).

@@ -33,6 +33,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -131,6 +132,25 @@ struct DiTConfig {
   nlohmann::json ToJson() const;
 };
 
+// Cross-attention keys and values of one text context, one entry per cross-attention layer in network order.
+// The text context is the same at every denoising step (and for both branches of a CFG batch), so a sampler
+// projects it once per sample and reuses K/V at every step (DiffusionWorldModel::Generate does this;
+// GenerateOptions::cache_cross_attention). The entries belong to `context` and to the current weights: a context
+// of other values refills the cache by itself; call Clear() after changing the weights. The networks ignore the
+// cache while autograd records (training).
+struct CrossAttentionCache {
+  at::Tensor context;                                 // the crossattn_emb the entries were computed from
+  std::vector<std::pair<at::Tensor, at::Tensor>> kv;  // per cross-attention layer: k, v [B, M, heads, head_dim]
+  int64_t fills = 0, reuses = 0;                      // forward passes that computed / reused the entries
+
+  void Clear();
+  // Prepares a forward pass on `crossattn_emb`: true when the entries belong to it (the same tensor, or equal
+  // values); otherwise clears them for the pass to fill.
+  bool Bind(const at::Tensor& crossattn_emb);
+  // The entry of cross-attention layer `index` (created empty on the first pass).
+  std::pair<at::Tensor, at::Tensor>* Slot(size_t index);
+};
+
 // Inputs of one network evaluation.
 struct DiTInputs {
   at::Tensor x;                          // [B, C, T, H, W], C = config.latent_channels()
@@ -140,6 +160,7 @@ struct DiTInputs {
   at::Tensor condition_video_input_mask; // [B, 1, T, H, W], Video2World only (1 = given frame)
   at::Tensor condition_video_augment_sigma;  // [B] c_noise of the condition augmentation (add_augment_sigma_embedding)
   std::optional<double> fps = 24.0;      // frame rate of the clip (RoPE time scaling); nullopt = image (T = 1)
+  CrossAttentionCache* crossattn_cache = nullptr;  // optional: reuse cross-attention K/V across evaluations
 };
 
 // Holds submodules under arbitrary names ("block0", "1", ...) so that state-dict keys match the reference's
@@ -158,9 +179,10 @@ TORCH_MODULE(NamedModules);
 class DiTAttentionImpl : public torch::nn::Module {
  public:
   DiTAttentionImpl(int64_t query_dim, int64_t context_dim, int64_t heads, bool self_attention);
-  // x [B, S, D]; context [B, M, Dc] (cross-attention) or undefined; rope cos/sin [S, head_dim] (self only).
+  // x [B, S, D]; context [B, M, Dc] (cross-attention) or undefined; rope cos/sin [S, head_dim] (self only);
+  // kv: a cross-attention cache entry (used when filled, else filled) or null.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& context, const at::Tensor& rope_cos,
-                     const at::Tensor& rope_sin);
+                     const at::Tensor& rope_sin, std::pair<at::Tensor, at::Tensor>* kv = nullptr);
 
   int64_t heads, head_dim;
   bool self_attention;
@@ -177,7 +199,8 @@ class DiTBuildingBlockImpl : public torch::nn::Module {
   DiTBuildingBlockImpl(const std::string& block_type, const DiTConfig& config);
   // x [B, S, D]; emb [B, D] (normalised timestep embedding); adaln_lora [B, 3D] or undefined.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& emb, const at::Tensor& crossattn_emb,
-                     const at::Tensor& rope_cos, const at::Tensor& rope_sin, const at::Tensor& adaln_lora);
+                     const at::Tensor& rope_cos, const at::Tensor& rope_sin, const at::Tensor& adaln_lora,
+                     std::pair<at::Tensor, at::Tensor>* kv = nullptr);
 
   std::string block_type;  // "fa", "ca" or "mlp"
   int64_t dim;
@@ -254,7 +277,7 @@ class MiniTrainAttentionImpl : public torch::nn::Module {
  public:
   MiniTrainAttentionImpl(int64_t query_dim, int64_t context_dim, int64_t heads, bool self_attention);
   at::Tensor forward(const at::Tensor& x, const at::Tensor& context, const at::Tensor& rope_cos,
-                     const at::Tensor& rope_sin);
+                     const at::Tensor& rope_sin, std::pair<at::Tensor, at::Tensor>* kv = nullptr);
   int64_t heads, head_dim;
   bool self_attention;
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, output_proj{nullptr};
@@ -269,7 +292,7 @@ class MiniTrainBlockImpl : public torch::nn::Module {
   // x [B, T, HW, D]; emb [B, T, D]; adaln_lora [B, T, 3D] or undefined.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& emb, const at::Tensor& crossattn_emb,
                      const at::Tensor& rope_cos, const at::Tensor& rope_sin, const at::Tensor& adaln_lora,
-                     const at::Tensor& extra_pos_emb);
+                     const at::Tensor& extra_pos_emb, std::pair<at::Tensor, at::Tensor>* kv = nullptr);
   MiniTrainAttention self_attn{nullptr}, cross_attn{nullptr};
   wfm::nn::GeluMlp mlp{nullptr};
   torch::nn::ModuleList adaln_modulation_self_attn, adaln_modulation_cross_attn, adaln_modulation_mlp;

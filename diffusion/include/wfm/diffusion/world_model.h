@@ -90,6 +90,9 @@ struct GenerateOptions {
   bool denoise_condition_below_augment_sigma = true;
   bool keep_condition_exact = true;  // paste the given latents into the result's condition frames
   double s_churn = 0.0;              // EDM stochastic sampling (0 = deterministic ODE)
+  // Project the text's cross-attention keys/values once per Generate call and reuse them at every step (the
+  // text does not change between steps). Same result as recomputing them; false recomputes (for comparison).
+  bool cache_cross_attention = true;
   std::function<void(const StepInfo&)> callback;
 };
 
@@ -120,9 +123,10 @@ class DiffusionWorldModel {
                                           const VideoConditioning& video, const GenerateOptions& options);
 
   // The x0 prediction of one (guided, condition-replaced) network evaluation; exposed for tests and custom
-  // samplers. `x` [B, C, T, H, W].
+  // samplers. `x` [B, C, T, H, W]. `cache` (optional) keeps the text's cross-attention K/V between calls.
   at::Tensor Denoise(const at::Tensor& x, double sigma, const TextConditioning& text, const VideoConditioning& video,
-                     const GenerateOptions& options, const at::Tensor& augment_noise);
+                     const GenerateOptions& options, const at::Tensor& augment_noise,
+                     CrossAttentionCache* cache = nullptr);
 
  private:
   std::shared_ptr<DiffusionNetwork> net_;
