@@ -6,12 +6,20 @@
 //   BM_DecodeBatch/B        one cached step for B futures at context 1024 (tokens/s over all B)
 //   BM_Prefill/len          batched prompt prefill (tokens/s)
 //   BM_Generate             GenerateTokens end to end: 1 prompt frame (256 tokens) + 256 sampled (top-p 0.9)
+//   BM_TrainLoss/chunk      one training forward + backward (TeacherForcedLoss, B=2 x 3 latent frames: 1024
+//                           predicted positions x 64000 codes) with the plain (-1) or chunked (0 = auto) loss;
+//                           peak_MB = peak RSS growth over the step (VmHWM after a reset via /proc/self/clear_refs)
 // Run: WFM_NUM_THREADS=1 build/bin/ar_benchmark --benchmark_min_time=1 (CPU = process CPU time, all threads);
 // the Python side: OMP_NUM_THREADS=1 /usr/bin/python3 scripts/ar_reference_bench.py --threads 1.
+#include <cstring>
+#include <fstream>
+#include <string>
+
 #include <ATen/ATen.h>
 #include <benchmark/benchmark.h>
 
 #include "wfm/autoregressive/generate.h"
+#include "wfm/autoregressive/train.h"
 #include "wfm/autoregressive/transformer.h"
 #include "wfm/core/runtime.h"
 
@@ -125,6 +133,38 @@ void BM_Generate(benchmark::State& state) {
   state.counters["tokens"] = static_cast<double>(tokens);
 }
 BENCHMARK(BM_Generate)->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime()->Iterations(3);
+
+int64_t ProcStatusKb(const char* key) {  // VmRSS / VmHWM of this process in kB
+  std::ifstream f("/proc/self/status");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind(key, 0) == 0) return std::stoll(line.substr(std::strlen(key) + 1));
+  return 0;
+}
+
+void BM_TrainLoss(benchmark::State& state) {
+  static ArTransformer net = [] {
+    ArTransformer n(*ArConfig::Preset("small"));
+    n->InitWeights(0);
+    n->train();
+    return n;
+  }();
+  const at::Tensor tokens = Tokens(2, 3 * 256).view({2, 3, 16, 16});
+  wfm::ar::ArLossOptions o;
+  o.ce_chunk = state.range(0);
+  double peak_mb = 0;
+  for (auto _ : state) {
+    net->zero_grad();
+    std::ofstream("/proc/self/clear_refs") << "5";  // reset the peak RSS (Linux >= 4.0)
+    const int64_t base = ProcStatusKb("VmRSS:");
+    auto r = wfm::ar::TeacherForcedLoss(*net, tokens, nullptr, o);
+    if (!r.ok()) state.SkipWithError(std::string(r.status().message()).c_str());
+    r->loss.backward();
+    peak_mb = std::max(peak_mb, (ProcStatusKb("VmHWM:") - base) / 1024.0);
+  }
+  state.SetItemsProcessed(state.iterations() * 1024);
+  state.counters["peak_MB"] = peak_mb;
+}
+BENCHMARK(BM_TrainLoss)->Arg(-1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime();
 
 }  // namespace
 

@@ -1,6 +1,8 @@
 // AR training pieces: the teacher-forced loss against its definition (shifted targets, condition frames skipped,
 // <bov> handling, z-loss), text dropout, and a tiny model that learns a moving-bar token process in the test.
 #include <ATen/ATen.h>
+
+#include <iostream>
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/optim/adamw.h>
 
@@ -38,6 +40,42 @@ TEST(ArTrainTest, LossIsShiftedCrossEntropyAfterTheConditionFramePlusZLoss) {
     EXPECT_NEAR(out.loss.item<double>(), ce + z, 1e-5);
     EXPECT_EQ(out.targets, 64);
     EXPECT_NEAR(out.ce, std::log(512.0), 1.5) << "an untrained model is near chance";
+  }
+}
+
+// The memory-bounded cross-entropy (chunks of 7 positions: 10 chunks, a short last one) gives the plain version's
+// loss, statistics and gradients of every parameter.
+TEST(ArTrainTest, ChunkedCrossEntropyEqualsThePlainOne) {
+  for (bool v2w : {false, true}) {
+    const ArConfig c = Tiny(v2w);
+    ArTransformer net(c);
+    net->InitWeights(3);
+    at::manual_seed(2);
+    const at::Tensor tokens = at::randint(0, c.vocab_size, {2, 3, 4, 4}, at::kLong);
+    const TextContext text{at::randn({2, 5, c.context_dim}), at::ones({2, 5}, at::kBool)};
+    std::vector<ArLossOutput> outs;
+    std::vector<std::vector<at::Tensor>> grads;
+    for (int64_t chunk : {int64_t{-1}, int64_t{7}}) {
+      ArLossOptions o;
+      o.z_loss = 1e-2;  // large enough that its gradient matters
+      o.ce_chunk = chunk;
+      net->zero_grad();
+      WFM_ASSERT_OK_AND_ASSIGN(ArLossOutput out, TeacherForcedLoss(*net, tokens, v2w ? &text : nullptr, o));
+      (out.loss * 3.0).backward();  // a non-unit upstream gradient
+      outs.push_back(out);
+      grads.emplace_back();
+      for (const at::Tensor& p : net->parameters()) grads.back().push_back(p.grad().clone());
+    }
+    const double dl = std::abs(outs[1].loss.item<double>() - outs[0].loss.item<double>()) / outs[0].loss.item<double>();
+    EXPECT_LE(dl, 1e-5) << "loss";
+    EXPECT_NEAR(outs[1].ce, outs[0].ce, 1e-5 * outs[0].ce);
+    EXPECT_NEAR(outs[1].z, outs[0].z, 1e-5 * outs[0].z);
+    EXPECT_EQ(outs[1].accuracy, outs[0].accuracy);
+    double worst = 0;
+    for (size_t i = 0; i < grads[0].size(); ++i) worst = std::max(worst, testing::MaxRelDiff(grads[1][i], grads[0][i]));
+    std::cout << "[ chunked ce ] " << (v2w ? "v2w" : "base") << ": loss rel diff " << dl << ", grads max rel diff "
+              << worst << "\n";
+    EXPECT_LE(worst, 1e-5) << "HINT: d loss / d logits = (softmax - onehot) / M + z * 2 * lse / M * softmax";
   }
 }
 

@@ -35,6 +35,9 @@ struct ArLossOptions {
   int64_t condition_frames = 1;
   double z_loss = 1e-4;        // z_loss_coeff * mean(logsumexp(logits)^2)
   double text_dropout = 0.0;   // per-sample probability of zeroing the text embeddings
+  // Positions per chunk of the memory-bounded cross-entropy (ChunkedCrossEntropy); 0 = auto (about 2^24 logits,
+  // 262 positions at 64000 codes), < 0 = the plain version (all [positions, vocab] logits at once).
+  int64_t ce_chunk = 0;
 };
 
 struct ArLossOutput {
@@ -50,6 +53,20 @@ struct ArLossOutput {
 absl::StatusOr<ArLossOutput> TeacherForcedLoss(ArTransformerImpl& net, const at::Tensor& tokens,
                                                const TextContext* text, const ArLossOptions& options,
                                                at::Generator* generator = nullptr);
+
+// Cross-entropy + z-loss of a bias-free output layer, chunked over positions so that the fp32 [M, V] logits and
+// their softmax gradients never exist at once (at 64000 codes they dominate training memory):
+//   loss = mean_i(lse_i - logit_i[target_i]) + z_coeff * mean_i(lse_i^2),  logits = hidden @ weight^T (in fp32)
+// hidden [M, D], weight [V, D] (float or bfloat16), targets int64 [M]. When a gradient is needed the forward also
+// computes d loss / d hidden and d loss / d weight chunk by chunk (the loss is linear in its upstream gradient,
+// so backward only scales them): the same 3 GEMMs as the plain version, peak memory one [chunk, V] block.
+// stats (no gradient): float [3] = {ce, z-loss term, correct argmax predictions}.
+struct ChunkedCeOutput {
+  at::Tensor loss;   // scalar, differentiable w.r.t. hidden and weight
+  at::Tensor stats;  // [3]
+};
+ChunkedCeOutput ChunkedCrossEntropy(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets,
+                                    double z_coeff, int64_t chunk);
 
 // A moving-bar process in token space: every sample has a background token, a bar token (both drawn from the
 // vocabulary) and a vertical bar that moves one column right per latent frame (wrapping). Frame 0 determines the
