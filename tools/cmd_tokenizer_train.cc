@@ -2,6 +2,7 @@
 // of videos (from scratch or fine-tuning published weights), and score a tokenizer on videos TokenBench-style.
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,7 @@
 #include "wfm/core/video_io.h"
 #include "wfm/curation/webdataset.h"
 #include "wfm/tokenizer/config.h"
+#include "wfm/tokenizer/tokenizer.h"
 #include "wfm/tokenizer/train.h"
 #include "wfm/tokenizer/weights.h"
 
@@ -212,8 +214,8 @@ int RunTrain(int argc, char** argv) {
 
 int RunEval(int argc, char** argv) {
   std::vector<std::string> inputs;
-  std::string config, weights, size, split = "all", ssim = "gaussian", output, save_dir, device = "auto";
-  int64_t frames = 17, max_clips = 0;
+  std::string config, weights, size, split = "all", ssim = "gaussian", output, save_dir, device = "auto", mode;
+  int64_t frames = 17, max_clips = 0, tile = 0, tile_overlap = -1, chunk_frames = 16;
   int short_side = 0;
   double fps = 0, val_fraction = 0.15;
   bool ema = false;
@@ -236,9 +238,30 @@ int RunEval(int argc, char** argv) {
       .Option("ssim", &ssim, "gaussian (Wang et al. 11x11, default) | tokenbench (skimage defaults: 7x7 box)")
       .Option("output", &output, "write the scores as JSON here")
       .Option("save-reconstructions", &save_dir, "write truth/reconstruction PNG grids of the clips here")
-      .Option("device", &device, "cpu | cuda | auto");
+      .Option("device", &device, "cpu | cuda | auto")
+      .Option("mode", &mode,
+              "reconstruct through the serving path: streaming | windowed (default: one whole-clip forward)")
+      .Option("chunk-frames", &chunk_frames, "streaming: frames per chunk after the first (default 16)")
+      .Option("tile", &tile, "spatial tile size in pixels (serving path; default 0 = no tiling)")
+      .Option("tile-overlap", &tile_overlap, "tile overlap in pixels (default tile/4)");
   if (auto rc = p.Parse(argc, argv)) return *rc;
   if (split != "all" && split != "val") return p.UsageError("--split must be all or val");
+  std::optional<tokenizer::ServeOptions> serve;
+  if (!mode.empty() || tile > 0) {
+    serve.emplace();
+    if (!mode.empty()) {
+      auto m = tokenizer::ParseServeMode(mode);
+      if (!m.ok()) return p.UsageError(std::string(m.status().message()));
+      serve->mode = *m;
+    }
+    serve->chunk_frames = chunk_frames;
+    serve->temporal_window = frames;
+    serve->tile = tile;
+    serve->tile_overlap = tile_overlap;
+  } else if (tile_overlap >= 0) {
+    return p.UsageError("--tile-overlap needs --tile");
+  }
+  const tokenizer::ServeOptions* serve_ptr = serve ? &*serve : nullptr;
   if (ssim != "gaussian" && ssim != "tokenbench") return p.UsageError("--ssim must be gaussian or tokenbench");
   absl::Status status = [&]() -> absl::Status {
     WFM_ASSIGN_OR_RETURN(TokenizerConfig cfg, TokenizerConfig::FromPresetOrFile(config), "--config");
@@ -268,12 +291,12 @@ int RunEval(int argc, char** argv) {
     net->to(dev);
     MetricOptions m;
     if (ssim == "tokenbench") m.ssim = SsimOptions::TokenBench();
-    WFM_ASSIGN_OR_RETURN(tokenizer::EvalSummary summary, tokenizer::EvaluateClips(*net, clips, m, dev));
+    WFM_ASSIGN_OR_RETURN(tokenizer::EvalSummary summary, tokenizer::EvaluateClips(*net, clips, m, dev, true, serve_ptr));
     if (!save_dir.empty()) {
       net->eval();
       for (size_t i = 0; i < clips.size(); ++i) {
         at::Tensor rec, truth;
-        WFM_RETURN_IF_ERROR(tokenizer::ScoreClip(*net, clips[i].frames, m, dev, &rec, &truth).status());
+        WFM_RETURN_IF_ERROR(tokenizer::ScoreClip(*net, clips[i].frames, m, dev, &rec, &truth, serve_ptr).status());
         WFM_RETURN_IF_ERROR(train::WriteImageGrid(absl::StrFormat("%s/clip_%04d.png", save_dir, i), {truth, rec}));
       }
     }
@@ -281,6 +304,10 @@ int RunEval(int argc, char** argv) {
                         {"frames", frames},      {"ssim_window", ssim},         {"mean_psnr", summary.mean_psnr},
                         {"mean_ssim", summary.mean_ssim}, {"num_clips", summary.clips.size()},
                         {"seconds", summary.seconds}};
+    if (serve) {
+      j["serve"] = {{"mode", tokenizer::ServeModeName(serve->mode)}, {"chunk_frames", serve->chunk_frames},
+                    {"tile", serve->tile}, {"tile_overlap", serve->tile_overlap}};
+    }
     std::printf("%-48s %6s %8s %8s\n", "clip", "frames", "PSNR", "SSIM");
     for (const auto& c : summary.clips) {
       j["clips"].push_back({{"name", c.name}, {"path", c.path}, {"start_frame", c.start_frame}, {"frames", c.frames},

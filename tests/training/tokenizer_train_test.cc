@@ -185,6 +185,20 @@ TEST(TokenizerTrainTest, LearnsExportsResumesAndEvalAgrees) {
     const nlohmann::json j = nlohmann::json::parse(text);
     EXPECT_NEAR(j["mean_psnr"].get<double>(), r.val_psnr, 1e-6) << out;
     EXPECT_NEAR(j["mean_ssim"].get<double>(), r.val_ssim, 1e-6) << out;
+    EXPECT_FALSE(j.contains("serve"));
+    // Through the serving path: streaming (one chunk here) is the whole-clip result; tiling is recorded and
+    // scores finite (its seam cost on real footage is measured in docs/PERFORMANCE.md).
+    ASSERT_EQ(testing::RunCommand(cmd + " --mode streaming", &out), 0) << out;
+    WFM_ASSERT_OK_AND_ASSIGN(text, ReadFile(dir + "/eval.json"));
+    const nlohmann::json js = nlohmann::json::parse(text);
+    EXPECT_NEAR(js["mean_psnr"].get<double>(), r.val_psnr, 1e-3) << out;
+    EXPECT_EQ(js["serve"]["mode"], "streaming");
+    ASSERT_EQ(testing::RunCommand(cmd + " --tile 16 --tile-overlap 8", &out), 0) << out;
+    WFM_ASSERT_OK_AND_ASSIGN(text, ReadFile(dir + "/eval.json"));
+    const nlohmann::json jt = nlohmann::json::parse(text);
+    EXPECT_EQ(jt["serve"]["tile"], 16);
+    EXPECT_TRUE(std::isfinite(jt["mean_psnr"].get<double>())) << out;
+    EXPECT_NE(jt["mean_psnr"].get<double>(), r.val_psnr) << "the tiled run did not tile";
   }
   // Resume from the step-20 checkpoint in a fresh directory: the second half gives the same final weights.
   const std::string copy = dir + "/resumed";
@@ -302,6 +316,11 @@ TEST(TokenizerTrainCliTest, HelpAndUsageErrors) {
             1)
       << out;
   EXPECT_NE(out.find("/nonexistent"), std::string::npos) << out;
+  const std::string eval = testing::WfmTool() + " tokenizer eval --config CV4x8x8 --weights w --input v ";
+  EXPECT_EQ(testing::RunCommand(eval + "--mode sideways 2>&1", &out), 2) << out;
+  EXPECT_NE(out.find("sideways"), std::string::npos) << out;
+  EXPECT_EQ(testing::RunCommand(eval + "--tile-overlap 8 2>&1", &out), 2) << out;
+  EXPECT_NE(out.find("--tile-overlap needs --tile"), std::string::npos) << out;
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include "wfm/core/progress.h"
 #include "wfm/core/status.h"
 #include "wfm/core/video_io.h"
+#include "wfm/tokenizer/tokenizer.h"
 #include "wfm/tokenizer/train.h"
 
 namespace wfm::tokenizer {
@@ -25,14 +26,26 @@ absl::StatusOr<at::Tensor> CropToTokenizerShape(const TokenizerConfig& config, c
 }
 
 absl::StatusOr<ClipScore> ScoreClip(TokenizerNetworkImpl& net, const at::Tensor& clip, const MetricOptions& metrics,
-                                    c10::Device device, at::Tensor* reconstruction, at::Tensor* truth) {
+                                    c10::Device device, at::Tensor* reconstruction, at::Tensor* truth,
+                                    const ServeOptions* serve) {
   WFM_ASSIGN_OR_RETURN(at::Tensor frames, CropToTokenizerShape(net.config(), clip));
+  std::unique_ptr<Tokenizer> served;
+  if (serve) {
+    auto self = std::dynamic_pointer_cast<TokenizerNetworkImpl>(net.shared_from_this());
+    WFM_ASSIGN_OR_RETURN(served, Tokenizer::FromNetwork(TokenizerNetwork(self)));
+  }
   at::Tensor rec_u8;
   WFM_RETURN_IF_ERROR(CatchToStatus("reconstructing a clip", [&]() -> absl::Status {
     at::NoGradGuard no_grad;
     at::Tensor x = FramesToModelInput(frames).unsqueeze(0).to(device);  // [1, 3, T, H, W]
     if (!net.config().is_video()) x = x.select(2, 0);                    // [1, 3, H, W]
-    at::Tensor rec = net.forward(x).reconstruction.to(at::kCPU, at::kFloat);
+    at::Tensor rec;
+    if (served) {
+      WFM_ASSIGN_OR_RETURN(rec, served->Reconstruct(x, *serve));
+      rec = rec.to(at::kCPU, at::kFloat);
+    } else {
+      rec = net.forward(x).reconstruction.to(at::kCPU, at::kFloat);
+    }
     if (!net.config().is_video()) rec = rec.unsqueeze(2);
     rec_u8 = ModelOutputToFrames(rec[0]);                                // [T, H, W, 3]
     return absl::OkStatus();
@@ -48,7 +61,8 @@ absl::StatusOr<ClipScore> ScoreClip(TokenizerNetworkImpl& net, const at::Tensor&
 }
 
 absl::StatusOr<EvalSummary> EvaluateClips(TokenizerNetworkImpl& net, const std::vector<train::VideoClip>& clips,
-                                          const MetricOptions& metrics, c10::Device device, bool show_progress) {
+                                          const MetricOptions& metrics, c10::Device device, bool show_progress,
+                                          const ServeOptions* serve) {
   if (clips.empty()) return absl::InvalidArgumentError("no clips to evaluate");
   const auto start = std::chrono::steady_clock::now();
   const bool was_training = net.is_training();
@@ -59,7 +73,7 @@ absl::StatusOr<EvalSummary> EvaluateClips(TokenizerNetworkImpl& net, const std::
   Progress progress("evaluate", static_cast<int64_t>(clips.size()), "clips", po);
   absl::Status status;
   for (const auto& c : clips) {
-    auto s = ScoreClip(net, c.frames, metrics, device);
+    auto s = ScoreClip(net, c.frames, metrics, device, nullptr, nullptr, serve);
     if (!s.ok()) {
       status = Annotate(s.status(), absl::StrCat(c.path, " at frame ", c.start_frame));
       break;

@@ -39,6 +39,8 @@
 
 namespace wfm::tokenizer {
 
+struct ServeOptions;  // tokenizer.h
+
 // ---- losses ----
 
 struct TokenizerLossWeights {
@@ -98,14 +100,17 @@ absl::StatusOr<at::Tensor> CropToTokenizerShape(const TokenizerConfig& config, c
 
 // Reconstructs clip (uint8 [T, H, W, 3]; cropped with CropToTokenizerShape) with `net` in eval mode and no
 // grad, and scores it TokenBench-style (uint8 PSNR over the clip, per-frame SSIM). `reconstruction` (optional)
-// receives uint8 [T', H', W', 3]; `truth` (optional) the cropped input.
+// receives uint8 [T', H', W', 3]; `truth` (optional) the cropped input. `serve` (optional): reconstruct through
+// the serving path (Tokenizer::Reconstruct: streaming/windowed mode, spatial tiling) instead of one whole-clip
+// forward -- how the cost of a serving mode (e.g. tiling seams) is measured.
 absl::StatusOr<ClipScore> ScoreClip(TokenizerNetworkImpl& net, const at::Tensor& clip, const MetricOptions& metrics,
                                     c10::Device device, at::Tensor* reconstruction = nullptr,
-                                    at::Tensor* truth = nullptr);
+                                    at::Tensor* truth = nullptr, const ServeOptions* serve = nullptr);
 
 // Scores every clip; means over clips.
 absl::StatusOr<EvalSummary> EvaluateClips(TokenizerNetworkImpl& net, const std::vector<train::VideoClip>& clips,
-                                          const MetricOptions& metrics, c10::Device device, bool show_progress = true);
+                                          const MetricOptions& metrics, c10::Device device, bool show_progress = true,
+                                          const ServeOptions* serve = nullptr);
 
 // ---- training ----
 
