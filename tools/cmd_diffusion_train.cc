@@ -204,10 +204,6 @@ class VideoFolderSource : public ClipSource {
 // frames, centre crop; no decoding) when present, else decoded and tokenized on the fly.
 class ShardSource : public ClipSource {
  public:
-  ~ShardSource() override {
-    std::error_code ec;
-    std::filesystem::remove(scratch_, ec);  // the stored-latent scratch file
-  }
   static absl::StatusOr<std::unique_ptr<ShardSource>> Open(const std::string& path, const TrainArgs& a, int rank,
                                                            int world, Encoder* enc, const LatentStats& stats,
                                                            double sigma_data, int64_t spatial, int64_t temporal) {
@@ -220,7 +216,6 @@ class ShardSource : public ClipSource {
     s->latent_frames_ = LatentFramesFor(a.num_frames, temporal);
     s->latent_h_ = a.height / spatial;
     s->latent_w_ = a.width / spatial;
-    s->scratch_ = absl::StrCat(a.output, "/.shard_latent_", rank, ".safetensors");
     s->options_.rank = rank;
     s->options_.world_size = world;
     s->options_.shuffle_seed = static_cast<uint64_t>(a.seed) + 1;
@@ -269,8 +264,9 @@ class ShardSource : public ClipSource {
  private:
   ShardSource() = default;
   absl::StatusOr<at::Tensor> StoredLatent(const curation::Sample& s) {
-    WFM_RETURN_IF_ERROR(WriteFileAtomically(scratch_, s.Get("latent.safetensors")));
-    WFM_ASSIGN_OR_RETURN(TensorMap t, ReadSafetensors(scratch_), s.key, ".latent.safetensors");
+    WFM_ASSIGN_OR_RETURN(TensorMap t,
+                         ReadSafetensorsFromBytes(s.Get("latent.safetensors"),
+                                                  absl::StrCat(s.shard, ":", s.key, ".latent.safetensors")));
     auto it = t.find("latent");
     if (it == t.end() || it->second.dim() != 4)
       return absl::InvalidArgumentError("KEY.latent.safetensors has no continuous `latent` [C, t, h, w]");
@@ -302,7 +298,7 @@ class ShardSource : public ClipSource {
     }
     return ClipItem{x0, at::Tensor(), caption};
   }
-  std::string path_, scratch_;
+  std::string path_;
   TrainArgs a_;
   Encoder* enc_ = nullptr;
   LatentStats stats_;

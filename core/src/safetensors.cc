@@ -49,12 +49,22 @@ absl::StatusOr<std::string> SafetensorsDtypeName(at::ScalarType dtype) {
 
 absl::StatusOr<std::shared_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string& path) {
   WFM_ASSIGN_OR_RETURN(std::shared_ptr<MappedFile> file, MappedFile::Open(path));
-  const size_t size = file->size();
+  return Parse(path, file, file->data(), file->size());
+}
+
+absl::StatusOr<std::shared_ptr<SafetensorsFile>> SafetensorsFile::FromBytes(std::string bytes, const std::string& name) {
+  auto owned = std::make_shared<const std::string>(std::move(bytes));
+  return Parse(name, owned, reinterpret_cast<const uint8_t*>(owned->data()), owned->size());
+}
+
+absl::StatusOr<std::shared_ptr<SafetensorsFile>> SafetensorsFile::Parse(const std::string& path,
+                                                                        std::shared_ptr<const void> owner,
+                                                                        const uint8_t* data, size_t size) {
   if (size < 8) {
     return Corrupt(path, absl::StrCat("file is ", size, " bytes, too short for the 8-byte header length"));
   }
   uint64_t header_len = 0;
-  std::memcpy(&header_len, file->data(), 8);  // little-endian hosts only (x86_64, aarch64)
+  std::memcpy(&header_len, data, 8);  // little-endian hosts only (x86_64, aarch64)
   if (header_len > kSafetensorsMaxHeaderBytes) {
     return Corrupt(path, absl::StrCat("header length ", header_len, " exceeds the ", kSafetensorsMaxHeaderBytes,
                                       "-byte limit (not a safetensors file?)"));
@@ -63,7 +73,7 @@ absl::StatusOr<std::shared_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     return Corrupt(path, absl::StrCat("header length ", header_len, " runs past the end of the file (", size,
                                       " bytes): truncated?"));
   }
-  const char* hbeg = reinterpret_cast<const char*>(file->data() + 8);
+  const char* hbeg = reinterpret_cast<const char*>(data + 8);
   nlohmann::json header = nlohmann::json::parse(hbeg, hbeg + header_len, nullptr, /*allow_exceptions=*/false);
   if (header.is_discarded() || !header.is_object()) {
     return Corrupt(path, "header is not a valid JSON object");
@@ -71,8 +81,8 @@ absl::StatusOr<std::shared_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
 
   std::shared_ptr<SafetensorsFile> st(new SafetensorsFile());
   st->path_ = path;
-  st->file_ = file;
-  st->data_ = file->data() + 8 + header_len;
+  st->owner_ = std::move(owner);
+  st->data_ = data + 8 + header_len;
   st->data_size_ = size - 8 - header_len;
 
   for (auto it = header.begin(); it != header.end(); ++it) {
@@ -153,7 +163,7 @@ at::Tensor SafetensorsFile::MakeTensor(const SafetensorsEntry& e, bool force_cop
   const uint8_t* ptr = data_ + e.begin;
   const size_t elem = c10::elementSize(e.dtype);
   if (!force_copy && reinterpret_cast<uintptr_t>(ptr) % elem == 0 && e.end > e.begin) {
-    std::shared_ptr<MappedFile> keep = file_;
+    std::shared_ptr<const void> keep = owner_;
     return at::from_blob(const_cast<uint8_t*>(ptr), e.shape, [keep](void*) {}, options);
   }
   at::Tensor t = at::empty(e.shape, options);
@@ -181,6 +191,11 @@ absl::StatusOr<TensorMap> SafetensorsFile::GetAll() const {
 
 absl::StatusOr<TensorMap> ReadSafetensors(const std::string& path) {
   WFM_ASSIGN_OR_RETURN(auto st, SafetensorsFile::Open(path));
+  return st->GetAll();
+}
+
+absl::StatusOr<TensorMap> ReadSafetensorsFromBytes(std::string bytes, const std::string& name) {
+  WFM_ASSIGN_OR_RETURN(auto st, SafetensorsFile::FromBytes(std::move(bytes), name));
   return st->GetAll();
 }
 

@@ -206,6 +206,10 @@ TEST(DiffusionCli, TrainSyntheticResumeAndGenerate) {
       WFM_ASSERT_OK((*tar)->Add(key + ".latent.safetensors", wfm::ReadFile(lat).value()));
       WFM_ASSERT_OK((*tar)->Add(key + ".txt", "a ball rolls"));
     }
+    // A truncated latent member is skipped with the reader's error naming shard and member.
+    const std::string good = wfm::ReadFile(out + "/lat.safetensors").value();
+    WFM_ASSERT_OK((*tar)->Add("clip_bad.latent.safetensors", good.substr(0, good.size() - 100)));
+    WFM_ASSERT_OK((*tar)->Add("clip_bad.txt", "a ball rolls"));
     WFM_ASSERT_OK((*tar)->Finish());
   }
   ASSERT_EQ(RunCommand(WfmTool() + " diffusion train --config tiny --shards " + out + "/shards --num-frames 9 "
@@ -215,7 +219,12 @@ TEST(DiffusionCli, TrainSyntheticResumeAndGenerate) {
             0)
       << log;
   EXPECT_NE(log.find("webdataset shards"), std::string::npos) << log;
-  EXPECT_FALSE(std::filesystem::exists(out + "/run3/.shard_latent_0.safetensors")) << "scratch file left behind";
+  EXPECT_NE(log.find("skipping clip_bad"), std::string::npos) << log;
+  EXPECT_NE(log.find("000000.tar:clip_bad.latent.safetensors"), std::string::npos) << log;
+  EXPECT_NE(log.find("truncated?"), std::string::npos) << log;
+  // Stored latents are parsed in memory: no scratch file is written next to the run.
+  for (const auto& e : std::filesystem::directory_iterator(out + "/run3"))
+    EXPECT_EQ(e.path().filename().string().rfind(".shard_latent", 0), std::string::npos) << e.path();
 }
 
 }  // namespace

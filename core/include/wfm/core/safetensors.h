@@ -47,6 +47,11 @@ class SafetensorsFile {
   // Memory-maps and validates the file. The returned object (and every zero-copy tensor it hands out) keeps
   // the mapping alive.
   static absl::StatusOr<std::shared_ptr<SafetensorsFile>> Open(const std::string& path);
+  // The same for a safetensors image held in memory (e.g. a member of a webdataset tar), with the same
+  // validation and errors; `name` stands for the file in messages. The returned object owns `bytes` (and every
+  // zero-copy tensor keeps them alive).
+  static absl::StatusOr<std::shared_ptr<SafetensorsFile>> FromBytes(std::string bytes,
+                                                                    const std::string& name = "<memory>");
 
   const std::string& path() const { return path_; }
   // Entries in data-offset order.
@@ -67,10 +72,14 @@ class SafetensorsFile {
 
  private:
   SafetensorsFile() = default;
+  // Validates `size` bytes at `data`, which `owner` keeps alive.
+  static absl::StatusOr<std::shared_ptr<SafetensorsFile>> Parse(const std::string& path,
+                                                                std::shared_ptr<const void> owner,
+                                                                const uint8_t* data, size_t size);
   at::Tensor MakeTensor(const SafetensorsEntry& e, bool force_copy) const;
 
   std::string path_;
-  std::shared_ptr<MappedFile> file_;
+  std::shared_ptr<const void> owner_;  // the mapping or the in-memory bytes
   const uint8_t* data_ = nullptr;  // start of the data section
   uint64_t data_size_ = 0;
   std::vector<SafetensorsEntry> entries_;
@@ -80,6 +89,8 @@ class SafetensorsFile {
 
 // Reads every tensor of a safetensors file (zero-copy where aligned).
 absl::StatusOr<TensorMap> ReadSafetensors(const std::string& path);
+// Reads every tensor of a safetensors image held in memory (SafetensorsFile::FromBytes; `name` for messages).
+absl::StatusOr<TensorMap> ReadSafetensorsFromBytes(std::string bytes, const std::string& name = "<memory>");
 
 // Writes tensors (any device/layout; made contiguous CPU copies as needed) atomically: temp file + rename.
 // Tensors are laid out largest element size first, then by name, so every tensor is naturally aligned.
