@@ -18,6 +18,7 @@
 #include "wfm/core/text/text_encoder.h"
 #include "wfm/core/video_io.h"
 #include "wfm/diffusion/dit.h"
+#include "wfm/diffusion/world.h"
 #include "wfm/diffusion/world_model.h"
 #include "wfm/tokenizer/tokenizer.h"
 
@@ -121,204 +122,86 @@ std::string SamplePath(const std::string& out, int64_t i, int64_t n) {
 }
 
 // Text conditioning: precomputed embeddings (safetensors `crossattn_emb` [1|B, N, D], optional
-// `negative_crossattn_emb`) or a text encoder.
-absl::StatusOr<diffusion::TextConditioning> LoadText(const GenerateArgs& a, const diffusion::DiTConfig& cfg,
-                                                     c10::Device device) {
+// `negative_crossattn_emb`) or the prompt through the text encoder (diffusion::EncodePrompt).
+absl::StatusOr<diffusion::TextConditioning> LoadText(const GenerateArgs& a, diffusion::WorldModels& m) {
+  const c10::Device device = m.model->net().device();
+  if (a.prompt_embedding.empty())
+    return diffusion::EncodePrompt(m.text_encoder.get(), m.model->config(), a.prompt, a.negative_prompt, device);
   diffusion::TextConditioning text;
-  if (!a.prompt_embedding.empty()) {
-    WFM_ASSIGN_OR_RETURN(TensorMap t, ReadSafetensors(a.prompt_embedding));
-    auto it = t.find("crossattn_emb");
-    if (it == t.end())
-      return absl::InvalidArgumentError(absl::StrCat(a.prompt_embedding, ": missing tensor 'crossattn_emb'"));
-    text.crossattn_emb = it->second.to(device, at::kFloat);
-    if (text.crossattn_emb.dim() == 2) text.crossattn_emb = text.crossattn_emb.unsqueeze(0);
-    if (t.count("negative_crossattn_emb")) {
-      text.negative_crossattn_emb = t.at("negative_crossattn_emb").to(device, at::kFloat);
-      if (text.negative_crossattn_emb.dim() == 2) text.negative_crossattn_emb = text.negative_crossattn_emb.unsqueeze(0);
-    }
-    return text;
+  WFM_ASSIGN_OR_RETURN(TensorMap t, ReadSafetensors(a.prompt_embedding));
+  auto it = t.find("crossattn_emb");
+  if (it == t.end())
+    return absl::InvalidArgumentError(absl::StrCat(a.prompt_embedding, ": missing tensor 'crossattn_emb'"));
+  text.crossattn_emb = it->second.to(device, at::kFloat);
+  if (text.crossattn_emb.dim() == 2) text.crossattn_emb = text.crossattn_emb.unsqueeze(0);
+  if (t.count("negative_crossattn_emb")) {
+    text.negative_crossattn_emb = t.at("negative_crossattn_emb").to(device, at::kFloat);
+    if (text.negative_crossattn_emb.dim() == 2) text.negative_crossattn_emb = text.negative_crossattn_emb.unsqueeze(0);
   }
-  if (!a.text_encoder.empty()) {
-    text::LoadTextEncoderOptions lo;
-    lo.device = device.str();
-    WFM_ASSIGN_OR_RETURN(std::unique_ptr<text::TextEncoder> enc, text::LoadTextEncoder(a.text_encoder, lo));
-    if (enc->dim() != cfg.crossattn_emb_channels)
-      return absl::InvalidArgumentError(absl::StrCat("the text encoder ", a.text_encoder, " gives ", enc->dim(),
-                                                     "-dim embeddings but the DiT's crossattn_emb_channels is ",
-                                                     cfg.crossattn_emb_channels));
-    WFM_ASSIGN_OR_RETURN(text::TextEmbeddings pos, enc->Encode({a.prompt}), a.text_encoder);
-    text.crossattn_emb = pos.embeddings.to(device, at::kFloat);
-    if (!a.negative_prompt.empty()) {
-      WFM_ASSIGN_OR_RETURN(text::TextEmbeddings neg, enc->Encode({a.negative_prompt}), a.text_encoder);
-      text.negative_crossattn_emb = neg.embeddings.to(device, at::kFloat);
-    }
-    return text;
-  }
-  if (a.prompt_given && !a.prompt.empty())
-    return absl::InvalidArgumentError(
-        "a --prompt needs a text encoder: pass --text-encoder DIR (T5) or --prompt-embedding FILE with "
-        "precomputed embeddings (crossattn_emb [N, D])");
-  // No prompt: the unconditional model (zero text embedding, as the conditioner's dropped text).
-  text.crossattn_emb = at::zeros({1, 1, cfg.crossattn_emb_channels}, at::TensorOptions().device(device));
   return text;
 }
 
 absl::Status Generate(const GenerateArgs& a) {
   using namespace wfm::diffusion;
-  // ---- networks ----
-  WFM_ASSIGN_OR_RETURN(DiTConfig cfg, DiTConfig::FromPresetOrFile(a.config));
-  WFM_ASSIGN_OR_RETURN(c10::Device device, ParseDevice(a.device));
-  c10::ScalarType dtype = device.is_cuda() ? at::kBFloat16 : at::kFloat;
-  if (a.dtype != "auto") {
-    WFM_ASSIGN_OR_RETURN(dtype, ParseDtype(a.dtype));
-  }
+  // ---- models (DiT, CV tokenizer, text encoder, latent statistics) ----
+  WorldModelFiles files;
+  files.config = a.config;
+  files.weights = a.weights;
+  files.tokenizer_config = a.tokenizer_config;
+  files.tokenizer_weights = a.tokenizer_weights;
+  files.text_encoder = a.text_encoder;
+  files.latent_stats = a.latent_stats;
+  files.device = a.device;
+  files.random_init = a.random_init;
   WFM_ASSIGN_OR_RETURN(Integrator integrator, ParseIntegrator(a.sampler));
-  if (a.weights.empty() && !a.random_init)
-    return absl::InvalidArgumentError("--weights is required (or --random-init for a smoke test)");
-  WFM_ASSIGN_OR_RETURN(tokenizer::TokenizerConfig tcfg, tokenizer::TokenizerConfig::FromPresetOrFile(a.tokenizer_config));
-  if (tcfg.name != "CV")
-    return absl::InvalidArgumentError(absl::StrCat("the diffusion model needs a continuous video tokenizer (CV), got ",
-                                                    tcfg.name));
-  if (tcfg.latent_channels != cfg.latent_channels())
-    return absl::InvalidArgumentError(absl::StrCat(
-        "latent shape mismatch: the tokenizer gives ", tcfg.latent_channels, " latent channels but the DiT expects ",
-        cfg.latent_channels(), " (", a.tokenizer_config, " and ", a.config, " do not belong together)"));
-  const int64_t S = tcfg.spatial_compression, TC = tcfg.temporal_compression;
+  WFM_ASSIGN_OR_RETURN(WorldModels models, LoadWorldModels(files));
+  const DiTConfig& cfg = models.model->config();
+  if (a.dtype != "auto") {
+    WFM_ASSIGN_OR_RETURN(c10::ScalarType dtype, ParseDtype(a.dtype));
+    models.model->net().to(dtype);
+  }
+  if (!a.input_video.empty() && !cfg.video_conditioned())
+    return absl::InvalidArgumentError("--input-video needs a Video2World network (config in_channels = 17)");
+  WFM_ASSIGN_OR_RETURN(TextConditioning text, LoadText(a, models));
 
-  // ---- sizes and frame counts ----
-  const int64_t align = S * cfg.patch_spatial;
-  int64_t height = a.height, width = a.width;
-  if (height <= 0) height = std::min<int64_t>(704, cfg.max_img_h * S) / align * align;
-  if (width <= 0) width = std::min<int64_t>(1280, cfg.max_img_w * S) / align * align;
-  if (height % align || width % align || height <= 0 || width <= 0)
-    return absl::InvalidArgumentError(absl::StrCat("--height/--width ", height, "x", width,
-                                                   " must be positive multiples of ", align,
-                                                   " (tokenizer ", S, "x x DiT patch ", cfg.patch_spatial, ")"));
-  if (height / S > cfg.max_img_h || width / S > cfg.max_img_w)
-    return absl::InvalidArgumentError(absl::StrCat(height, "x", width, " exceeds the DiT's maximum of ",
-                                                   cfg.max_img_h * S, "x", cfg.max_img_w * S, " pixels"));
-  WFM_RETURN_IF_ERROR(CheckPixelFrameCount(a.num_frames, TC, "--num-frames"));
-  const int64_t max_clip = std::min<int64_t>(cfg.max_latent_frames(), LatentFramesFor(121, TC));
-  int64_t clip_latents = a.clip_frames > 0 ? 0 : max_clip;
-  if (a.clip_frames > 0) {
-    WFM_RETURN_IF_ERROR(CheckPixelFrameCount(a.clip_frames, TC, "--clip-frames"));
-    clip_latents = LatentFramesFor(a.clip_frames, TC);
-    if (clip_latents > cfg.max_latent_frames())
-      return absl::InvalidArgumentError(absl::StrCat("--clip-frames ", a.clip_frames, " exceeds the DiT's maximum of ",
-                                                     PixelFramesFor(cfg.max_latent_frames(), TC), " frames"));
-  }
-  const int64_t total_latents = LatentFramesFor(a.num_frames, TC);
-  int64_t overlap = 0;
-  if (total_latents > clip_latents) {
-    WFM_RETURN_IF_ERROR(CheckPixelFrameCount(a.overlap_frames, TC, "--overlap-frames"));
-    overlap = LatentFramesFor(a.overlap_frames, TC);
-  }
-  int64_t cond_latents = 0;
+  WorldOptions o;
+  o.num_input_frames = a.num_input_frames;
+  o.num_frames = a.num_frames;
+  o.height = a.height;
+  o.width = a.width;
+  o.clip_frames = a.clip_frames;
+  o.overlap_frames = a.overlap_frames;
+  o.generation.num_steps = a.steps;
+  o.generation.integrator = integrator;
+  o.generation.guidance = a.guidance;
+  o.generation.seed = static_cast<uint64_t>(a.seed);
+  o.generation.num_samples = a.num_samples;
+  o.generation.fps = a.fps;
+  o.generation.s_churn = a.s_churn;
+  at::Tensor frames;  // uint8 [T, H, W, 3]; resized to cover the output size by GenerateWorld
   if (!a.input_video.empty()) {
-    WFM_RETURN_IF_ERROR(CheckPixelFrameCount(a.num_input_frames, TC, "--num-input-frames"));
-    cond_latents = LatentFramesFor(a.num_input_frames, TC);
-    if (!cfg.video_conditioned())
-      return absl::InvalidArgumentError("--input-video needs a Video2World network (config in_channels = 17)");
-    if (a.num_input_frames >= a.num_frames)
-      return absl::InvalidArgumentError(absl::StrCat("--num-frames ", a.num_frames,
-                                                     " must exceed --num-input-frames ", a.num_input_frames));
+    WFM_ASSIGN_OR_RETURN(frames, DecodeVideo(a.input_video));
   }
-
-  WFM_ASSIGN_OR_RETURN(TextConditioning text, LoadText(a, cfg, device));
-
-  // ---- models ----
-  WFM_ASSIGN_OR_RETURN(std::shared_ptr<DiffusionNetwork> net, MakeDiffusionNetwork(cfg));
-  if (!a.weights.empty()) WFM_RETURN_IF_ERROR(LoadDiTWeights(*net, a.weights));
-  else WFM_LOG(WARNING) << "--random-init: the DiT has random weights (smoke test; the video is noise)";
-  net->to(device, dtype);
-  tokenizer::TokenizerOptions topt;
-  topt.device = device.str();
-  std::unique_ptr<tokenizer::Tokenizer> tok;
-  if (!a.tokenizer_weights.empty()) {
-    WFM_ASSIGN_OR_RETURN(tok, tokenizer::Tokenizer::Create(tcfg, a.tokenizer_weights, topt));
-  } else if (a.random_init) {
-    tokenizer::TokenizerNetwork tnet(tcfg);
-    tnet->to(device);
-    tnet->eval();
-    WFM_ASSIGN_OR_RETURN(tok, tokenizer::Tokenizer::FromNetwork(tnet, topt));
-  } else {
-    return absl::InvalidArgumentError("--tokenizer-weights is required (or --random-init)");
-  }
-  // Latent statistics: --latent-stats, else mean_std.pt beside the tokenizer weights, else identity.
-  LatentStats stats = LatentStats::Identity(cfg.latent_channels());
-  std::string stats_path = a.latent_stats;
-  if (stats_path.empty() && !a.tokenizer_weights.empty()) {
-    namespace fs = std::filesystem;
-    const fs::path tw(a.tokenizer_weights);
-    const fs::path dir = fs::is_directory(tw) ? tw : tw.parent_path();
-    for (const char* name : {"mean_std.pt", "mean_std.safetensors"})
-      if (fs::exists(dir / name)) stats_path = (dir / name).string();
-  }
-  if (!stats_path.empty()) {
-    WFM_ASSIGN_OR_RETURN(stats, LatentStats::Load(stats_path, cfg.latent_channels()));
-    WFM_LOG(INFO) << "latent statistics from " << stats_path;
-  } else {
-    WFM_LOG(WARNING) << "no latent statistics (--latent-stats / mean_std.pt): latents are used unnormalised";
-  }
-  std::unique_ptr<Parametrization> parametrization = DefaultParametrization(cfg);
-  const double sigma_data = parametrization->sigma_data();
-
-  // ---- Video2World input ----
-  VideoConditioning video;
-  if (!a.input_video.empty()) {
-    DecodeOptions d;
-    d.width = static_cast<int>(width);
-    d.height = static_cast<int>(height);
-    WFM_ASSIGN_OR_RETURN(at::Tensor frames, DecodeVideo(a.input_video, d));  // [T, H, W, 3]
-    if (frames.size(0) < a.num_input_frames)
-      return absl::InvalidArgumentError(absl::StrCat(a.input_video, " has ", frames.size(0),
-                                                     " frames, fewer than --num-input-frames ", a.num_input_frames));
-    // The clip continues the input: its last num_input_frames frames are the condition.
-    frames = frames.narrow(0, frames.size(0) - a.num_input_frames, a.num_input_frames);
-    const at::Tensor x = FramesToModelInput(frames).unsqueeze(0);  // [1, 3, T, H, W]
-    WFM_ASSIGN_OR_RETURN(tokenizer::EncodeResult enc, tok->Encode(x), a.input_video);
-    video.latent = stats.Normalize(enc.latent.to(device, at::kFloat)) * sigma_data;
-    video.num_frames = cond_latents;
-  }
-
-  // ---- sampling ----
-  DiffusionWorldModel wm(net, std::move(parametrization));
-  GenerateOptions o;
-  o.num_steps = a.steps;
-  o.integrator = integrator;
-  o.guidance = a.guidance;
-  o.seed = static_cast<uint64_t>(a.seed);
-  o.num_samples = a.num_samples;
-  o.fps = a.fps;
-  o.s_churn = a.s_churn;
-  const int64_t first = std::min(clip_latents, total_latents);
-  const int64_t clips = total_latents <= first ? 1 : 1 + (total_latents - first + (clip_latents - overlap) - 1) /
-                                                         (clip_latents - overlap);
+  // Progress over every sampling step of every clip (clips of the DiT's length overlapping by --overlap-frames).
+  const int64_t tc = models.tokenizer->config().temporal_compression;
+  const int64_t clip = a.clip_frames > 0 ? LatentFramesFor(a.clip_frames, tc)
+                                         : std::min<int64_t>(cfg.max_latent_frames(), LatentFramesFor(121, tc));
+  const int64_t total = LatentFramesFor(a.num_frames, tc), step = clip - LatentFramesFor(a.overlap_frames, tc);
+  const int64_t clips = total <= clip || step < 1 ? 1 : 1 + (total - clip + step - 1) / step;
   Progress progress("diffusion", clips * a.steps, "steps");
-  o.callback = [&](const StepInfo&) { progress.Add(1); };
-  WFM_LOG(INFO) << "generating " << a.num_samples << " x " << a.num_frames << " frames " << height << "x" << width
-                << " (latent " << total_latents << "x" << height / S << "x" << width / S << ", " << clips
-                << " clip(s)), " << IntegratorName(integrator) << " " << a.steps << " steps, guidance " << a.guidance;
-  WFM_ASSIGN_OR_RETURN(at::Tensor x,
-                       wm.GenerateLong(total_latents, clip_latents, std::max<int64_t>(overlap, 1),
-                                       {cfg.latent_channels(), height / S, width / S}, text, video, o));
+  o.generation.callback = [&](const StepInfo&) { progress.Add(1); };
+  WFM_LOG(INFO) << "generating " << a.num_samples << " x " << a.num_frames << " frames, " << clips << " clip(s), "
+                << IntegratorName(integrator) << " " << a.steps << " steps, guidance " << a.guidance;
+  WFM_ASSIGN_OR_RETURN(WorldResult r, GenerateWorld(*models.model, *models.tokenizer, models.stats, frames, text, o));
   progress.Finish();
-  const at::Tensor latent = stats.Denormalize(x / sigma_data);  // raw tokenizer latent [B, C, T, h, w]
   if (!a.save_latents.empty())
-    WFM_RETURN_IF_ERROR(WriteSafetensors(a.save_latents, {{"latent", latent.cpu()}}));
-
-  // ---- decode and write ----
-  tokenizer::ClipGeometry geometry;
-  geometry.frames = a.num_frames;
-  geometry.height = height;
-  geometry.width = width;
+    WFM_RETURN_IF_ERROR(WriteSafetensors(a.save_latents, {{"latent", r.latents.cpu()}}));
   for (int64_t i = 0; i < a.num_samples; ++i) {
-    WFM_ASSIGN_OR_RETURN(at::Tensor rec, tok->Decode(latent.narrow(0, i, 1), geometry), "decoding sample ", i);
     const std::string path = SamplePath(a.output, i, a.num_samples);
     EncodeOptions e;
     e.fps = a.fps;
-    WFM_RETURN_IF_ERROR(WriteVideo(path, ModelOutputToFrames(rec[0]), e));
-    WFM_LOG(INFO) << "wrote " << path;
+    WFM_RETURN_IF_ERROR(WriteVideo(path, r.videos[i], e));
+    WFM_LOG(INFO) << "wrote " << path << " (" << r.height << "x" << r.width << ")";
   }
   return absl::OkStatus();
 }
