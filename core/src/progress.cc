@@ -19,20 +19,55 @@ std::string FormatDuration(double s) {
   return absl::StrFormat("%dh%02dm", t / 3600, (t % 3600) / 60);
 }
 
+namespace {
+thread_local std::shared_ptr<ProgressSink> t_sink;
+}  // namespace
+
+ScopedProgressSink::ScopedProgressSink(ProgressSink sink)
+    : sink_(sink ? std::make_shared<ProgressSink>(std::move(sink)) : nullptr), previous_(t_sink) {
+  if (sink_) t_sink = sink_;  // an empty sink leaves the current one in place
+}
+
+ScopedProgressSink::~ScopedProgressSink() { t_sink = previous_; }
+
 Progress::Progress(std::string label, int64_t total, std::string unit, ProgressOptions options)
     : label_(std::move(label)), unit_(std::move(unit)), total_(total), options_(options) {
   tty_ = options_.force_tty >= 0 ? options_.force_tty != 0 : isatty(STDERR_FILENO) != 0;
   if (const char* env = std::getenv("WFM_PROGRESS")) tty_ = std::string(env) == "1";
   start_ = last_render_ = std::chrono::steady_clock::now();
+  sink_ = t_sink;
 }
 
 Progress::~Progress() { Finish(); }
 
 void Progress::Add(int64_t n) {
-  std::lock_guard<std::mutex> lock(mu_);
-  done_ += n;
-  MaybeRenderLocked(false);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    done_ += n;
+    MaybeRenderLocked(false);
+  }
+  NotifySink(false);
 }
+
+void Progress::NotifySink(bool finished) {
+  if (!sink_) return;
+  std::lock_guard<std::mutex> sink_lock(sink_mu_);
+  std::string status;
+  ProgressUpdate u;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    status = status_;
+    u.done = done_;
+    u.total = total_;
+  }
+  u.label = label_;
+  u.unit = unit_;
+  u.status = status;
+  u.finished = finished;
+  if (!(*sink_)(u)) cancelled_ = true;
+}
+
+bool Progress::cancelled() const { return cancelled_.load(); }
 
 void Progress::SetTotal(int64_t total) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -102,20 +137,24 @@ void Progress::MaybeRenderLocked(bool force) {
 }
 
 std::string Progress::Finish() {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (finished_) return summary_;
-  double e = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  std::string summary = absl::StrFormat("%s: %d %s in %s (%.4g %s/s)", label_, done_, unit_, FormatDuration(e),
-                                        e > 0 ? done_ / e : 0.0, unit_);
-  if (!status_.empty()) summary += ", " + status_;
-  finished_ = true;
-  summary_ = summary;
-  if (callback_) callback_(done_, total_);
-  if (!options_.quiet) {
-    if (tty_) std::fprintf(stderr, "\r\033[K");
-    std::fprintf(stderr, "%s\n", summary.c_str());
-    std::fflush(stderr);
+  std::string summary;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (finished_) return summary_;
+    double e = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    summary = absl::StrFormat("%s: %d %s in %s (%.4g %s/s)", label_, done_, unit_, FormatDuration(e),
+                              e > 0 ? done_ / e : 0.0, unit_);
+    if (!status_.empty()) summary += ", " + status_;
+    finished_ = true;
+    summary_ = summary;
+    if (callback_) callback_(done_, total_);
+    if (!options_.quiet) {
+      if (tty_) std::fprintf(stderr, "\r\033[K");
+      std::fprintf(stderr, "%s\n", summary.c_str());
+      std::fflush(stderr);
+    }
   }
+  NotifySink(true);
   return summary;
 }
 

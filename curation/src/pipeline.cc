@@ -522,7 +522,7 @@ absl::StatusOr<nlohmann::json> RunCurate(const CurateOptions& o) {
 
   const std::string claims = absl::StrCat(state, "/claims/", run_id);
   auto worker = [&]() {
-    while (!stop) {
+    while (!stop && !progress.cancelled()) {
       size_t i = cursor++;
       if (i >= pending.size()) break;
       if (pg.size() > 1) {
@@ -547,6 +547,9 @@ absl::StatusOr<nlohmann::json> RunCurate(const CurateOptions& o) {
   } else {
     writer.reset();  // after a failure: leave the .partial tars to the next start's recovery
   }
+  if (fatal.ok() && progress.cancelled())  // a ProgressSink (e.g. a Python callback) asked to stop
+    fatal = absl::CancelledError(
+        "curate: stopped by the progress observer (committed videos are kept; run again to resume)");
   progress.Finish();
   CrashPoint("before_merge");
 

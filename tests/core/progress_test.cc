@@ -2,6 +2,8 @@
 #include "wfm/core/progress.h"
 
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -38,6 +40,35 @@ TEST(ProgressTest, CallbackSeesFinalCount) {
   p.Finish();
   EXPECT_EQ(last_done, 10);
   EXPECT_EQ(last_total, 10);
+}
+
+TEST(ProgressTest, ScopedSinkSeesEveryUpdateOfProgressesMadeOnThisThreadAndCanCancel) {
+  ProgressOptions opt;
+  opt.quiet = true;
+  std::vector<std::pair<int64_t, bool>> seen;
+  {
+    ScopedProgressSink sink([&](const ProgressUpdate& u) {
+      EXPECT_EQ(u.label, "job");
+      EXPECT_EQ(u.total, 5);
+      seen.emplace_back(u.done, u.finished);
+      return u.done < 3;  // ask to stop once 3 are done
+    });
+    Progress p("job", 5, "items", opt);
+    for (int i = 0; i < 4 && !p.cancelled(); ++i) {
+      EXPECT_FALSE(p.cancelled());
+      std::thread([&] { p.Add(1); }).join();  // reports from worker threads reach the sink too
+    }
+    EXPECT_TRUE(p.cancelled());
+    p.Finish();
+    p.Finish();  // reported once
+  }
+  const std::vector<std::pair<int64_t, bool>> want = {{1, false}, {2, false}, {3, false}, {3, true}};
+  EXPECT_EQ(seen, want);
+  Progress after("job", 5, "items", opt);  // the guard is gone: no sink
+  after.Add(1);
+  after.Finish();
+  EXPECT_EQ(seen.size(), want.size());
+  EXPECT_FALSE(after.cancelled());
 }
 
 TEST(ProgressTest, FormatsDurations) {

@@ -193,8 +193,9 @@ absl::StatusOr<TrainerResult> Trainer::Run(const std::function<absl::StatusOr<Me
 
   for (; step < options_.total_steps; ++step) {
     // Stop requests (signal, time budget) are agreed on by all ranks so that they checkpoint together.
-    // A signal counts 1000, the time budget 1: the sum over ranks tells which happened anywhere.
-    double stop = g_stop_signal.load() != 0 ? 1000.0 : 0.0;
+    // A signal (or a ProgressSink asking to stop) counts 1000, the time budget 1: the sum over ranks tells which
+    // happened anywhere.
+    double stop = g_stop_signal.load() != 0 || progress.cancelled() ? 1000.0 : 0.0;
     if (options_.max_time_s > 0 && NowSeconds() - run_start_ > options_.max_time_s) stop += 1.0;
     if (group_ && group_->world_size() > 1) {
       WFM_ASSIGN_OR_RETURN(stop, group_->AllReduceScalar(stop));

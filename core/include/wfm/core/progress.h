@@ -7,13 +7,41 @@
 //   p.Finish();   // "decode: 795 frames in 3.2 s (248.4 frames/s)"
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 namespace wfm {
+
+// What a ProgressSink sees: the job's label and unit, its count and total (<= 0: unknown), status text, and
+// whether this is the final report (Finish()).
+struct ProgressUpdate {
+  std::string_view label, unit, status;
+  int64_t done = 0, total = 0;
+  bool finished = false;
+};
+// Returns false to ask the job to stop (see Progress::cancelled()).
+using ProgressSink = std::function<bool(const ProgressUpdate&)>;
+
+// Installs `sink` for every Progress constructed on THIS thread while the guard lives (it keeps reporting from
+// worker threads): library calls whose Progress is internal (training, curate) report to a caller-side
+// observer, e.g. a Python callable. The sink is called on every Add() and at Finish(), one call at a time per
+// Progress, not under the Progress lock. Guards nest (the innermost wins; an empty sink changes nothing).
+class ScopedProgressSink {
+ public:
+  explicit ScopedProgressSink(ProgressSink sink);
+  ~ScopedProgressSink();
+  ScopedProgressSink(const ScopedProgressSink&) = delete;
+  ScopedProgressSink& operator=(const ScopedProgressSink&) = delete;
+
+ private:
+  std::shared_ptr<ProgressSink> sink_, previous_;
+};
 
 struct ProgressOptions {
   // Force terminal-style output on/off; default: detect isatty(stderr). WFM_PROGRESS=0/1 overrides too.
@@ -46,6 +74,10 @@ class Progress {
   // Optional observer (e.g. a Python callable) called with (done, total) at most every redraw interval.
   void SetCallback(std::function<void(int64_t, int64_t)> callback);
 
+  // True once a ProgressSink asked to stop. Jobs that support cancellation poll it and return CancelledError
+  // (the core/train Trainer after each step, curate after each video).
+  bool cancelled() const;
+
  private:
   void MaybeRenderLocked(bool force);
   std::string LineLocked() const;
@@ -57,6 +89,10 @@ class Progress {
   bool tty_ = false, finished_ = false;
   std::chrono::steady_clock::time_point start_, last_render_;
   std::function<void(int64_t, int64_t)> callback_;
+  void NotifySink(bool finished);
+  std::shared_ptr<ProgressSink> sink_;  // from the constructing thread's ScopedProgressSink
+  std::mutex sink_mu_;                  // one sink call at a time
+  std::atomic<bool> cancelled_{false};
 };
 
 // Formats seconds as "4.2 s", "3m05s", "1h02m".
