@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "wfm/autoregressive/config.h"
 #include "wfm/autoregressive/generate.h"
 #include "wfm/autoregressive/train.h"
@@ -326,6 +327,124 @@ void Bind(py::module_& m) {
       py::arg("width") = 1024, py::arg("fps") = 0.0, py::arg("max_clips") = 0,
       "Training data (what `wfm ar tokenize` does per video): consecutive clips of clip_frames (1 + k*Tc) frames,\n"
       "resized to cover height x width and centre-cropped, tokenized: a list of int64 [t, h, w].");
+  m.def(
+      "train",
+      [](py::object progress, py::kwargs kwargs) {
+        ArTrainOptions o;
+        o.loss.text_dropout = 0.1;  // the CLI's default
+        py::object config;
+        int64_t vocab_size = 0, max_seq_len = 0, seed = 0;
+        std::vector<int64_t> latent_shape;
+        bool no_resume = false, quiet = true;
+        double max_time = 0;
+        OptionTable t("wfm.ar.train");
+        t.Add("config", [&](py::handle v) { config = py::reinterpret_borrow<py::object>(v); })
+            .Add("vocab_size", &vocab_size)
+            .Add("latent_shape",
+                 [&](py::handle v) {
+                   if (py::isinstance<py::str>(v)) {
+                     latent_shape.clear();
+                     for (absl::string_view piece : absl::StrSplit(v.cast<std::string>(), ','))
+                       latent_shape.push_back(std::stoll(std::string(piece)));
+                   } else {
+                     latent_shape = v.cast<std::vector<int64_t>>();
+                   }
+                 })
+            .Add("max_seq_len", &max_seq_len)
+            .Add("init_weights", &o.init_weights)
+            .Add("tokens", &o.tokens_dir)
+            .Add("videos", &o.videos)
+            .Add("synthetic", &o.synthetic)
+            .Add("tokenizer_config", &o.tokenizer_config)
+            .Add("tokenizer_weights", &o.tokenizer_weights)
+            .Add("random_tokenizer", &o.random_tokenizer)
+            .Add("frames", &o.frames)
+            .Add("condition_frames", &o.loss.condition_frames)
+            .Add("fps", &o.fps)
+            .Add("val_fraction", &o.val_fraction)
+            .Add("val_samples", &o.val_samples)
+            .Add("text_encoder", &o.text_encoder)
+            .Add("train_text_encoder", &o.train_text_encoder)
+            .Add("text_dropout", &o.loss.text_dropout)
+            .Add("z_loss", &o.loss.z_loss)
+            .Add("output", &o.output_dir)
+            .Add("steps", &o.steps)
+            .Add("batch_size", &o.batch_size)
+            .Add("grad_accum", &o.grad_accum)
+            .Add("lr", &o.lr)
+            .Add("min_lr", &o.min_lr)
+            .Add("warmup", &o.warmup_steps)
+            .Add("schedule", &o.schedule)
+            .Add("weight_decay", &o.weight_decay)
+            .Add("clip_grad", &o.clip_norm)
+            .Add("ema", &o.ema_decay)
+            .Add("log_every", &o.log_every)
+            .Add("eval_every", &o.eval_every)
+            .Add("sample_every", &o.sample_every)
+            .Add("checkpoint_every", &o.checkpoint_every)
+            .Add("keep_checkpoints", &o.keep_checkpoints)
+            .Add("max_time", [&](py::handle v) { max_time = SecondsArg(v, "max_time"); })
+            .Add("no_resume", &no_resume)
+            .Add("seed", &seed)
+            .Add("device", &o.device)
+            .Add("precision", &o.precision)
+            .Add("distributed", &o.distributed)
+            .Add("quiet", &quiet);
+        t.Apply(kwargs);
+        if (config.is_none())
+          throw py::value_error("wfm.ar.train: 'config' (a preset, params json or dict) is required");
+        if (o.output_dir.empty()) throw py::value_error("wfm.ar.train: 'output' (a run directory) is required");
+        if (int(!o.tokens_dir.empty()) + int(!o.videos.empty()) + int(o.synthetic) != 1)
+          throw py::value_error(
+              "wfm.ar.train: give exactly one data source: tokens=DIR, videos=[...] or synthetic=True");
+        o.config = ConfigFrom(config);
+        if (vocab_size > 0) o.config.vocab_size = vocab_size;
+        if (!latent_shape.empty()) {
+          if (latent_shape.size() != 3 || *std::min_element(latent_shape.begin(), latent_shape.end()) < 1)
+            throw py::value_error("wfm.ar.train: latent_shape must be 3 positive sizes [T, H, W]");
+          o.config.video_latent_shape = latent_shape;
+        }
+        if (max_seq_len > 0) o.config.max_seq_len = max_seq_len;
+        o.config.max_seq_len = std::max(o.config.max_seq_len, o.config.VideoTokens() + (o.config.HasBov() ? 1 : 0));
+        o.max_time_s = max_time;
+        o.seed = static_cast<uint64_t>(seed);
+        o.resume = !no_resume;
+        o.quiet = quiet;
+        o.command_line = "wfm.ar.train(**" + py::repr(kwargs).cast<std::string>() + ")";
+        ProgressArg cb(std::move(progress), "steps");
+        absl::StatusOr<ArTrainResult> r;
+        {
+          py::gil_scoped_release release;
+          r = TrainArModel(o);
+        }
+        cb.RethrowIfFailed();
+        ArTrainResult a = Unwrap(std::move(r));
+        py::dict d;
+        d["start_step"] = a.start_step;
+        d["steps"] = a.steps;
+        d["train_seconds"] = a.train_seconds;
+        d["interrupted"] = a.interrupted;
+        d["time_budget_reached"] = a.time_budget_reached;
+        d["first_loss"] = a.first_loss;
+        d["last_loss"] = a.last_loss;
+        d["val_ce"] = a.val_ce;
+        d["val_accuracy"] = a.val_accuracy;
+        d["val_rollout_match"] = a.val_rollout_match;
+        d["weights_path"] = a.weights_path;
+        d["ema_weights_path"] = a.ema_weights_path;
+        d["config_path"] = a.config_path;
+        d["text_encoder_path"] = a.text_encoder_path;
+        return d;
+      },
+      py::kw_only(), py::arg("progress") = py::none(),
+      "`wfm ar train` in process (ar::TrainArModel, the function the CLI calls): the options are the CLI flags\n"
+      "with '_' for '-' (config, output, synthetic / tokens / videos, steps, batch_size, lr, ..., see\n"
+      "`wfm ar train --help`; flags are booleans, max_time seconds or '15m'; config may also be a dict). Runs with\n"
+      "the GIL released and resumes from output/checkpoints like the CLI (no_resume=True starts fresh). quiet\n"
+      "(default True) hides the progress line. progress(done, total, info) is called after every step of this\n"
+      "call (total = steps left at the start; info: label, unit, status, finished); if it raises, training stops\n"
+      "as on Ctrl-C (a checkpoint is written) and the exception propagates. Returns the run summary (steps,\n"
+      "first/last loss, held-out ce / accuracy / rollout match, weight and config paths).");
   m.def(
       "moving_bar_tokens",
       [](int64_t batch, int64_t frames, int64_t height, int64_t width, int64_t vocab, uint64_t seed) {

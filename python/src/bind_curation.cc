@@ -6,9 +6,12 @@
 #include <functional>
 #include <map>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "wfm/core/file_util.h"
 #include "wfm/curation/models.h"
 #include "wfm/curation/pipeline.h"
 #include "wfm/curation/shot_detection.h"
@@ -52,6 +55,38 @@ struct CurateModels {
   std::unique_ptr<ClipEmbedder> embedder;
   std::unique_ptr<Captioner> captioner;
 };
+
+// A curate config argument: a dict, a JSON object string, or the path of a JSON file (-> a dict).
+py::dict CurateConfig(py::handle config) {
+  if (py::isinstance<py::dict>(config)) return py::reinterpret_borrow<py::dict>(config);
+  std::string text, source = "config";
+  const bool is_str = py::isinstance<py::str>(config);
+  if (is_str && absl::StartsWith(absl::StripLeadingAsciiWhitespace(config.cast<std::string>()), "{")) {
+    text = config.cast<std::string>();
+  } else if (is_str || py::isinstance<py::bytes>(config) || py::hasattr(config, "__fspath__")) {
+    source = config.cast<Path>().value;
+    absl::StatusOr<std::string> file = ReadFile(source);
+    if (!file.ok()) {
+      if (absl::IsNotFound(file.status()))
+        throw StatusError(absl::NotFoundError(absl::StrCat("curate config '", source,
+                                                           "' is neither a JSON object nor an existing file")));
+      throw StatusError(file.status());
+    }
+    text = *std::move(file);
+  } else {
+    throw py::value_error(absl::StrCat("curate config must be a dict, a JSON object string or a JSON file path, not ",
+                                       py::str(py::type::handle_of(config).attr("__name__")).cast<std::string>()));
+  }
+  py::object parsed;
+  try {
+    parsed = JsonToPy(text);
+  } catch (py::error_already_set& e) {
+    throw py::value_error(absl::StrCat(source, ": not valid JSON (", e.what(), ")"));
+  }
+  if (!py::isinstance<py::dict>(parsed))
+    throw py::value_error(absl::StrCat(source, ": the curate config must be a JSON object"));
+  return parsed;
+}
 
 // The options of `wfm curate` from a dict whose keys are the CLI flags with '_' for '-' (see docs/python.md).
 CurateOptions CurateFromDict(const py::dict& cfg, CurateModels* models) {
@@ -136,27 +171,9 @@ CurateOptions CurateFromDict(const py::dict& cfg, CurateModels* models) {
       {"overwrite", num(&o.overwrite)},
       {"quiet", num(&o.quiet)},
   };
-  std::vector<std::string> unknown;
-  for (auto item : cfg) {
-    std::string key = item.first.cast<std::string>();
-    std::replace(key.begin(), key.end(), '-', '_');
-    auto it = setters.find(key);
-    if (it == setters.end()) {
-      unknown.push_back(key);
-      continue;
-    }
-    try {
-      it->second(item.second);
-    } catch (const py::cast_error&) {
-      throw py::value_error(absl::StrCat("curate option '", key, "' has the wrong type"));
-    }
-  }
-  if (!unknown.empty()) {
-    std::vector<std::string> known;
-    for (const auto& [k, _] : setters) known.push_back(k);
-    throw py::value_error(absl::StrCat("unknown curate option(s): ", absl::StrJoin(unknown, ", "),
-                                       " (known: ", absl::StrJoin(known, ", "), ")"));
-  }
+  OptionTable table("curate");
+  for (const auto& [name, setter] : setters) table.Add(name, setter);
+  table.Apply(cfg);
   if (o.inputs.empty()) throw py::value_error("curate: 'input' (videos, folders or manifests) is required");
   if (o.output.empty()) throw py::value_error("curate: 'output' (a directory) is required");
   if (f.motion_filter != "enable" && f.motion_filter != "score-only" && f.motion_filter != "disable")
@@ -277,21 +294,28 @@ void Bind(py::module_& m) {
       [](const std::vector<std::string>& inputs) { return Unwrap(DiscoverInputs(inputs)); }, py::arg("inputs"),
       GilRelease(), "Expands videos, folders (recursive) and manifests (.txt/.list/.jsonl) into video paths.");
   m.def(
-      "curate",
-      [](py::dict config) {
+      "run",
+      [](py::object config, py::object progress) {
         CurateModels models;
-        CurateOptions o = CurateFromDict(config, &models);
-        nlohmann::json summary;
+        CurateOptions o = CurateFromDict(CurateConfig(config), &models);
+        ProgressArg cb(std::move(progress), "videos");
+        absl::StatusOr<nlohmann::json> summary;
         {
           py::gil_scoped_release release;
-          summary = Unwrap(RunCurate(o));
+          summary = RunCurate(o);
         }
-        return Json(summary);
+        cb.RethrowIfFailed();
+        return Json(Unwrap(std::move(summary)));
       },
-      py::arg("config"),
-      "Runs (or resumes) the curation pipeline of `wfm curate` and returns its summary dict. config: the CLI\n"
-      "flags as keys with '_' for '-' (input, output, workers, detector, min_clip_s, motion_filter, dedup,\n"
-      "bitrate, ..., see docs/python.md); unknown keys are a ValueError listing the known ones.");
+      py::arg("config"), py::kw_only(), py::arg("progress") = py::none(),
+      "Runs (or resumes) the curation pipeline of `wfm curate` (curation::RunCurate, what the CLI calls) with the\n"
+      "GIL released and returns its summary dict. config: a dict, a JSON object string or the path of a JSON file\n"
+      "(str or os.PathLike), keyed by the CLI flags with '_' for '-' (input, output, workers, detector, min_clip_s,\n"
+      "motion_filter, dedup, bitrate, ..., see docs/python.md); unknown keys are a ValueError listing the known\n"
+      "ones. progress(done, total, info): after every input video (info: label, unit, status, finished); if it\n"
+      "raises, no new video is started, committed ones are kept (run again to resume) and the exception\n"
+      "propagates.");
+  m.attr("curate") = m.attr("run");
 
   py::class_<Sample>(m, "Sample", "One webdataset sample: the members KEY.<ext> of a shard.")
       .def_readonly("key", &Sample::key)

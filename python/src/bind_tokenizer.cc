@@ -6,6 +6,7 @@
 #include <c10/core/GradMode.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "wfm/core/runtime.h"
 #include "wfm/core/status.h"
 #include "wfm/tokenizer/tokenizer.h"
@@ -52,6 +53,101 @@ constexpr const char* kServeDoc =
     "Modes: mode='streaming' (causal chunks of chunk_frames, exact = the whole clip at once; attention_window\n"
     "latent frames of temporal attention kept, 0 = all) or 'windowed' (the reference: independent windows of\n"
     "temporal_window frames). tile > 0: overlapping spatial tiles of that many pixels (tile_overlap, -1 = tile/4).";
+
+constexpr const char* kProgressDoc =
+    "progress(done, total, info): called after every streaming chunk with the (latent) frames done so far (info:\n"
+    "label, unit, finished); once at the end for images and windowed mode. If it raises, the call stops after\n"
+    "that chunk and the exception propagates.";
+
+// Streaming video encode chunk by chunk (the same chunks Tokenizer::Encode runs, so the same result), reporting
+// frames pushed after each chunk. Windowed mode and images run whole and report once. Returns CancelledError
+// once the callback raised (the caller re-raises its exception).
+absl::StatusOr<EncodeResult> EncodeReporting(Tokenizer& t, const at::Tensor& x, const ServeOptions& o,
+                                             const PyCallback& cb) {
+  auto report = [&](int64_t done, int64_t total, bool finished) {
+    return cb.CallWith(
+        [&] {
+          py::dict info;
+          info["label"] = "encode";
+          info["unit"] = "frames";
+          info["finished"] = finished;
+          return py::make_tuple(done, total, info);
+        },
+        [](py::object&&) {});
+  };
+  const bool video_stream =
+      t.config().is_video() && o.mode == ServeMode::kStreaming && x.dim() == 5 && x.size(2) > 0;
+  if (!video_stream) {
+    WFM_ASSIGN_OR_RETURN(EncodeResult r, t.Encode(x, o));
+    const int64_t n = x.dim() == 5 ? x.size(2) : 1;
+    if (!report(n, n, true)) return absl::CancelledError("stopped by the progress callback");
+    return r;
+  }
+  const int64_t T = x.size(2), step = o.chunk_frames > 0 ? o.chunk_frames : T;
+  WFM_ASSIGN_OR_RETURN(std::unique_ptr<EncodeStream> stream, t.StartEncode(o));
+  std::vector<at::Tensor> latents, indices;
+  auto keep = [&](EncodeResult& r) {
+    if (r.latent.defined() && r.latent.size(2) > 0) latents.push_back(r.latent);
+    if (r.indices.defined() && r.indices.size(1) > 0) indices.push_back(r.indices);
+  };
+  // The first chunk has 1 + chunk_frames frames (see ServeOptions), later ones chunk_frames.
+  for (int64_t start = 0; start < T;) {
+    const int64_t n = std::min(T - start, start == 0 ? 1 + step : step);
+    WFM_ASSIGN_OR_RETURN(EncodeResult r, stream->Push(x.narrow(2, start, n)));
+    keep(r);
+    start += n;
+    if (!report(start, T, false)) return absl::CancelledError("stopped by the progress callback");
+  }
+  WFM_ASSIGN_OR_RETURN(EncodeResult tail, stream->Finish());
+  keep(tail);
+  EncodeResult out;
+  out.latent = latents.empty() ? tail.latent : at::cat(latents, 2);
+  if (!indices.empty()) out.indices = at::cat(indices, 1);
+  out.geometry = tail.geometry;
+  if (!report(T, T, true)) return absl::CancelledError("stopped by the progress callback");
+  return out;
+}
+
+// Streaming video decode latent frame by latent frame group, reporting latent frames done.
+absl::StatusOr<at::Tensor> DecodeReporting(Tokenizer& t, const at::Tensor& z, const ClipGeometry& g,
+                                           const ServeOptions& o, const PyCallback& cb) {
+  auto report = [&](int64_t done, int64_t total, bool finished) {
+    return cb.CallWith(
+        [&] {
+          py::dict info;
+          info["label"] = "decode";
+          info["unit"] = "latent frames";
+          info["finished"] = finished;
+          return py::make_tuple(done, total, info);
+        },
+        [](py::object&&) {});
+  };
+  const bool indices = !at::isFloatingType(z.scalar_type());
+  const int64_t time_dim = indices ? 1 : 2;
+  const bool video_stream = t.config().is_video() && z.dim() == time_dim + 3 &&
+                            !(g.mode == ServeMode::kWindowed && g.known()) && g.frames != 0 &&
+                            z.size(time_dim) > 0;
+  if (!video_stream) {
+    WFM_ASSIGN_OR_RETURN(at::Tensor r, t.Decode(z, g, o));
+    const int64_t n = z.dim() > time_dim ? z.size(time_dim) : 1;
+    if (!report(n, n, true)) return absl::CancelledError("stopped by the progress callback");
+    return r;
+  }
+  const int64_t T = z.size(time_dim);
+  // The chunks DecodeStream runs (whatever the pushes): 1 + chunk_frames / Tc latent frames, then chunk_frames / Tc.
+  const int64_t per_chunk = o.chunk_frames / t.config().temporal_compression;
+  const int64_t step = per_chunk > 0 ? per_chunk : T;
+  WFM_ASSIGN_OR_RETURN(std::unique_ptr<DecodeStream> stream, t.StartDecode(g, o));
+  std::vector<at::Tensor> frames;
+  for (int64_t start = 0; start < T;) {
+    const int64_t n = std::min(T - start, start == 0 ? 1 + step : step);
+    WFM_ASSIGN_OR_RETURN(at::Tensor f, stream->Push(z.narrow(time_dim, start, n)));
+    if (f.size(2) > 0) frames.push_back(f);
+    start += n;
+    if (!report(start, T, start == T)) return absl::CancelledError("stopped by the progress callback");
+  }
+  return frames.size() == 1 ? frames[0] : at::cat(frames, 2);
+}
 
 WeightsPart ParsePart(const std::string& part) {
   if (part == "all") return WeightsPart::kAll;
@@ -212,26 +308,43 @@ void Bind(py::module_& m) {
       .def("describe", &Tokenizer::Describe)
       .def(
           "encode",
-          [](Tokenizer& t, const at::Tensor& x, WFM_SERVE_PARAMS) {
+          [](Tokenizer& t, const at::Tensor& x, WFM_SERVE_PARAMS, py::object progress) {
             ServeOptions o = MakeServe(WFM_SERVE_VALUES);
-            py::gil_scoped_release release;
-            return Unwrap(t.Encode(x, o));
+            PyCallback cb(std::move(progress));
+            absl::StatusOr<EncodeResult> r;
+            {
+              py::gil_scoped_release release;
+              r = cb ? EncodeReporting(t, x, o, cb) : t.Encode(x, o);
+            }
+            cb.RethrowIfFailed();
+            return Unwrap(std::move(r));
           },
-          py::arg("x"), WFM_SERVE_ARGS,
-          absl::StrCat("x: float [B, C, T, H, W] (or [B, C, H, W]) in [-1, 1] -> EncodeResult.\n", kServeDoc).c_str())
+          py::arg("x"), WFM_SERVE_ARGS, py::arg("progress") = py::none(),
+          absl::StrCat("x: float [B, C, T, H, W] (or [B, C, H, W]) in [-1, 1] -> EncodeResult.\n", kServeDoc,
+                       "\n", kProgressDoc)
+              .c_str())
       .def(
           "decode",
-          [](Tokenizer& t, const at::Tensor& z, std::optional<ClipGeometry> geometry, WFM_SERVE_PARAMS) {
+          [](Tokenizer& t, const at::Tensor& z, std::optional<ClipGeometry> geometry, WFM_SERVE_PARAMS,
+             py::object progress) {
             ServeOptions o = MakeServe(WFM_SERVE_VALUES);
             ClipGeometry g = geometry.value_or(ClipGeometry{});
             if (!geometry) g.mode = o.mode, g.temporal_window = o.temporal_window;
-            py::gil_scoped_release release;
-            return Unwrap(t.Decode(z, g, o));
+            PyCallback cb(std::move(progress));
+            absl::StatusOr<at::Tensor> r;
+            {
+              py::gil_scoped_release release;
+              r = cb ? DecodeReporting(t, z, g, o, cb) : t.Decode(z, g, o);
+            }
+            cb.RethrowIfFailed();
+            return Unwrap(std::move(r));
           },
-          py::arg("latent"), py::arg("geometry") = py::none(), WFM_SERVE_ARGS,
-          "latent (float: continuous latent or FSQ codes) or indices (int64) -> float32 reconstruction, cropped to\n"
-          "`geometry` (from encode()) when given; without it the padded size is returned and the mode comes from\n"
-          "the keyword arguments.")
+          py::arg("latent"), py::arg("geometry") = py::none(), WFM_SERVE_ARGS, py::arg("progress") = py::none(),
+          absl::StrCat("latent (float: continuous latent or FSQ codes) or indices (int64) -> float32 reconstruction,\n"
+                       "cropped to `geometry` (from encode()) when given; without it the padded size is returned and\n"
+                       "the mode comes from the keyword arguments. ",
+                       kProgressDoc)
+              .c_str())
       .def(
           "reconstruct",
           [](Tokenizer& t, const at::Tensor& x, WFM_SERVE_PARAMS) {
@@ -292,6 +405,10 @@ void Bind(py::module_& m) {
           "compression) -> (reconstruction, latent, indices or None). Autograd flows to the parameters (FSQ:\n"
           "straight-through; VAE: sampled in train mode). No padding, tiling or chunking (use encode/decode).")
       .def(
+          "share", [](const Tokenizer& t) { return Unwrap(Tokenizer::FromNetwork(NativeNet(t))); },
+          "Another Tokenizer over the SAME native network (no copy), serving on the device and dtype its parameters\n"
+          "have now (e.g. after the tensors were moved in place by TokenizerModule.to()).")
+      .def(
           "save",
           [](Tokenizer& t, const Path& path) {
             TokenizerNetwork net = NativeNet(t);
@@ -327,67 +444,124 @@ void Bind(py::module_& m) {
       "(+ kl KL for VAE with mean/logvar). x, rec [B, 3, T, H, W] in [-1, 1] -> (total, {part: value}).");
   m.def(
       "train",
-      [](py::object config, std::vector<std::string> inputs, const Path& output_dir, int64_t steps,
-         int64_t batch_size, int64_t num_frames, int width, int height, int resize_short_side, double fps, double lr,
-         int64_t warmup_steps, const std::string& schedule, double ema_decay, const std::string& init_weights,
-         int64_t val_clips, int64_t log_every, int64_t eval_every, int64_t sample_every, int64_t checkpoint_every,
-         double max_time_s, uint64_t seed, const std::string& device, const std::string& precision, bool resume,
-         bool quiet, double adversarial) {
+      [](py::object progress, py::kwargs kwargs) {
         TokenizerTrainOptions o;
+        py::object config = py::str("CV4x8x8");
+        int64_t channels = 0, res_blocks = 0, z_channels = 0, latent_channels = 0, seed = 0;
+        std::vector<int64_t> mult;
+        bool no_resume = false, quiet = true;
+        o.data.width = o.data.height = 128;
+        o.data.num_frames = 17;
+        OptionTable t("wfm.tokenizer.train");
+        t.Add("config", [&](py::handle v) { config = py::reinterpret_borrow<py::object>(v); })
+            .Add("channels", &channels)
+            .Add("channels_mult",
+                 [&](py::handle v) {
+                   mult.clear();
+                   if (py::isinstance<py::str>(v)) {
+                     for (absl::string_view piece : absl::StrSplit(v.cast<std::string>(), ','))
+                       mult.push_back(std::stoll(std::string(piece)));
+                   } else {
+                     mult = v.cast<std::vector<int64_t>>();
+                   }
+                 })
+            .Add("num_res_blocks", &res_blocks)
+            .Add("z_channels", &z_channels)
+            .Add("latent_channels", &latent_channels)
+            .Add("init_weights", &o.init_weights)
+            .Add("output", &o.output_dir)
+            .Add("input", &o.inputs)
+            .Add("frames", &o.data.num_frames)
+            .Add("size",
+                 [&](py::handle v) {
+                   if (py::isinstance<py::int_>(v)) {
+                     o.data.width = o.data.height = v.cast<int>();
+                   } else if (py::isinstance<py::str>(v)) {
+                     std::vector<std::string> wh = absl::StrSplit(v.cast<std::string>(), 'x');
+                     o.data.width = std::stoi(wh[0]);
+                     o.data.height = std::stoi(wh.size() > 1 ? wh[1] : wh[0]);
+                   } else {
+                     std::tie(o.data.width, o.data.height) = v.cast<std::pair<int, int>>();
+                   }
+                   if (o.data.width <= 0 || o.data.height <= 0) throw py::value_error("size must be positive");
+                 })
+            .Add("short_side", &o.data.resize_short_side)
+            .Add("fps", &o.data.fps)
+            .Add("zoom", &o.data.max_zoom)
+            .Add("flip", &o.data.random_flip)
+            .Add("val_fraction", &o.data.val_fraction)
+            .Add("val_clips", &o.val_clips)
+            .Add("steps", &o.steps)
+            .Add("batch_size", &o.batch_size)
+            .Add("grad_accum", &o.grad_accum)
+            .Add("lr", &o.lr)
+            .Add("min_lr", &o.min_lr)
+            .Add("warmup", &o.warmup_steps)
+            .Add("schedule", &o.schedule)
+            .Add("weight_decay", &o.weight_decay)
+            .Add("clip_grad", &o.clip_norm)
+            .Add("ema", &o.ema_decay)
+            .Add("l1", &o.loss.l1)
+            .Add("ssim", &o.loss.ssim)
+            .Add("temporal", &o.loss.temporal)
+            .Add("adversarial", &o.loss.adversarial)
+            .Add("adversarial_start", &o.loss.adversarial_start)
+            .Add("disc_lr", &o.disc_lr)
+            .Add("log_every", &o.log_every)
+            .Add("eval_every", &o.eval_every)
+            .Add("sample_every", &o.sample_every)
+            .Add("checkpoint_every", &o.checkpoint_every)
+            .Add("keep_checkpoints", &o.keep_checkpoints)
+            .Add("max_time", [&](py::handle v) { o.max_time_s = SecondsArg(v, "max_time"); })
+            .Add("no_resume", &no_resume)
+            .Add("seed", &seed)
+            .Add("device", &o.device)
+            .Add("precision", &o.precision)
+            .Add("distributed", &o.distributed)
+            .Add("quiet", &quiet);
+        t.Apply(kwargs);
+        if (o.output_dir.empty()) throw py::value_error("wfm.tokenizer.train: 'output' (a run directory) is required");
+        if (o.inputs.empty()) throw py::value_error("wfm.tokenizer.train: 'input' (videos or directories) is required");
         o.config = ConfigFrom(config);
-        o.inputs = std::move(inputs);
-        o.output_dir = output_dir.value;
-        o.steps = steps;
-        o.batch_size = batch_size;
-        o.data.num_frames = num_frames;
-        o.data.width = width;
-        o.data.height = height;
-        o.data.resize_short_side = resize_short_side;
-        o.data.fps = fps;
-        o.lr = lr;
-        o.warmup_steps = warmup_steps;
-        o.schedule = schedule;
-        o.ema_decay = ema_decay;
-        o.init_weights = init_weights;
-        o.val_clips = val_clips;
-        o.log_every = log_every;
-        o.eval_every = eval_every;
-        o.sample_every = sample_every;
-        o.checkpoint_every = checkpoint_every;
-        o.max_time_s = max_time_s;
-        o.seed = seed;
-        o.device = device;
-        o.precision = precision;
-        o.resume = resume;
+        // The CLI's width overrides (small models on a CPU).
+        if (channels > 0) o.config.channels = channels;
+        if (!mult.empty()) o.config.channels_mult = mult;
+        if (res_blocks > 0) o.config.num_res_blocks = res_blocks;
+        if (z_channels > 0) o.config.z_channels = z_channels;
+        if (latent_channels > 0) o.config.latent_channels = latent_channels;
+        Check(o.config.Validate());
+        o.data.seed = static_cast<uint64_t>(seed);
+        o.seed = static_cast<uint64_t>(seed);
+        o.resume = !no_resume;
         o.quiet = quiet;
-        o.loss.adversarial = adversarial;
-        o.command_line = {{"python", "wfm.tokenizer.train"}};
-        TokenizerTrainResult r;
+        o.command_line = "wfm.tokenizer.train(**" + py::repr(kwargs).cast<std::string>() + ")";
+        ProgressArg cb(std::move(progress), "steps");
+        absl::StatusOr<TokenizerTrainResult> r;
         {
           py::gil_scoped_release release;
-          r = Unwrap(TrainTokenizer(o));
+          r = TrainTokenizer(o);
         }
+        cb.RethrowIfFailed();
+        TokenizerTrainResult a = Unwrap(std::move(r));
         py::dict d;
-        d["steps"] = r.steps;
-        d["train_seconds"] = r.train_seconds;
-        d["val_psnr"] = r.val_psnr;
-        d["val_ssim"] = r.val_ssim;
-        d["weights_path"] = r.weights_path;
-        d["config_path"] = r.config_path;
+        d["steps"] = a.steps;
+        d["train_seconds"] = a.train_seconds;
+        d["val_psnr"] = a.val_psnr;
+        d["val_ssim"] = a.val_ssim;
+        d["weights_path"] = a.weights_path;
+        d["config_path"] = a.config_path;
         return d;
       },
-      py::arg("config"), py::arg("inputs"), py::arg("output_dir"), py::kw_only(), py::arg("steps") = 1000,
-      py::arg("batch_size") = 4, py::arg("num_frames") = 17, py::arg("width") = 256, py::arg("height") = 256,
-      py::arg("resize_short_side") = 0, py::arg("fps") = 0.0, py::arg("lr") = 1e-3, py::arg("warmup_steps") = 100,
-      py::arg("schedule") = "cosine", py::arg("ema_decay") = 0.999, py::arg("init_weights") = "",
-      py::arg("val_clips") = 8, py::arg("log_every") = 10, py::arg("eval_every") = 250, py::arg("sample_every") = 250,
-      py::arg("checkpoint_every") = 500, py::arg("max_time_s") = 0.0, py::arg("seed") = 0, py::arg("device") = "auto",
-      py::arg("precision") = "auto", py::arg("resume") = true, py::arg("quiet") = false,
-      py::arg("adversarial") = 0.0,
-      "`wfm tokenizer train` from Python: trains (or fine-tunes from init_weights) a CV/DV tokenizer on the videos\n"
-      "in `inputs` (split by time into train / validation), with AdamW, EMA, checkpoints and resume in\n"
-      "output_dir. Returns {'steps', 'train_seconds', 'val_psnr', 'val_ssim', 'weights_path', 'config_path'};\n"
-      "Tokenizer.from_files(config_path, weights_path) loads the result.");
+      py::kw_only(), py::arg("progress") = py::none(),
+      "`wfm tokenizer train` in process (tokenizer::TrainTokenizer, the function the CLI calls): the options are\n"
+      "the CLI flags with '_' for '-' (config, channels, input, output, frames, size, short_side, steps,\n"
+      "batch_size, lr, l1, ssim, temporal, adversarial, ..., see `wfm tokenizer train --help`; config may also be\n"
+      "a dict; size an int, 'WxH' or (W, H); max_time seconds or '20m'). The videos are split by time into train\n"
+      "and validation; AdamW, EMA, checkpoints and resume in output (no_resume=True starts fresh). Runs with the\n"
+      "GIL released; quiet (default True) hides the progress line. progress(done, total, info) is called after\n"
+      "every step of this call; if it raises, training stops as on Ctrl-C (a checkpoint is written) and the\n"
+      "exception propagates. Returns {'steps', 'train_seconds', 'val_psnr', 'val_ssim', 'weights_path',\n"
+      "'config_path'}; Tokenizer.from_files(config_path, weights_path) loads the result.");
 
   m.def("preset_names", &TokenizerConfig::PresetNames, "The canonical tokenizer preset names.");
   m.def(

@@ -8,7 +8,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "wfm_py.h"
 
 namespace py = pybind11;
@@ -92,6 +94,90 @@ void PyCallback::RethrowIfFailed() const {
 std::function<void(int64_t, int64_t)> PyCallback::AsProgressObserver() const {
   PyCallback self = *this;
   return [self](int64_t done, int64_t total) { self.Call(done, total); };
+}
+
+ProgressSink PyCallback::AsProgressSink(std::string unit) const {
+  PyCallback self = *this;
+  return [self, unit](const ProgressUpdate& u) {
+    if (u.unit != unit) return true;
+    return self.CallWith(
+        [&] {
+          pybind11::dict info;
+          info["label"] = std::string(u.label);
+          info["unit"] = std::string(u.unit);
+          info["status"] = std::string(u.status);
+          info["finished"] = u.finished;
+          return pybind11::make_tuple(u.done, u.total, info);
+        },
+        [](pybind11::object&&) {});
+  };
+}
+
+OptionTable& OptionTable::Add(const std::string& name, Setter setter) {
+  setters_[name] = std::move(setter);
+  return *this;
+}
+
+OptionTable& OptionTable::Add(const std::string& name, std::string* field) {
+  return Add(name, Setter([field](pybind11::handle v) { *field = pybind11::cast<Path>(v).value; }));
+}
+
+OptionTable& OptionTable::Add(const std::string& name, std::vector<std::string>* field) {
+  return Add(name, Setter([field](pybind11::handle v) {
+               field->clear();
+               if (pybind11::isinstance<pybind11::str>(v) || pybind11::hasattr(v, "__fspath__")) {
+                 field->push_back(pybind11::cast<Path>(v).value);
+               } else {
+                 for (pybind11::handle item : v) field->push_back(pybind11::cast<Path>(item).value);
+               }
+             }));
+}
+
+void OptionTable::Apply(pybind11::handle mapping) const {
+  std::vector<std::string> unknown;
+  for (auto item : pybind11::reinterpret_borrow<pybind11::dict>(mapping)) {
+    std::string key = pybind11::cast<std::string>(item.first);
+    std::replace(key.begin(), key.end(), '-', '_');
+    auto it = setters_.find(key);
+    if (it == setters_.end()) {
+      unknown.push_back(key);
+      continue;
+    }
+    try {
+      it->second(item.second);
+    } catch (const pybind11::cast_error&) {
+      throw pybind11::value_error(absl::StrCat(what_, " option '", key, "' has the wrong type (",
+                                               pybind11::str(pybind11::type::handle_of(item.second).attr("__name__"))
+                                                   .cast<std::string>(),
+                                               ")"));
+    } catch (const pybind11::type_error& e) {
+      throw pybind11::value_error(absl::StrCat(what_, " option '", key, "': ", e.what()));
+    }
+  }
+  if (!unknown.empty()) {
+    std::vector<std::string> known;
+    for (const auto& [k, _] : setters_) known.push_back(k);
+    throw pybind11::value_error(absl::StrCat("unknown ", what_, " option(s): ", absl::StrJoin(unknown, ", "),
+                                             " (known: ", absl::StrJoin(known, ", "), ")"));
+  }
+}
+
+double SecondsArg(pybind11::handle value, const char* name) {
+  if (pybind11::isinstance<pybind11::int_>(value) || pybind11::isinstance<pybind11::float_>(value)) {
+    const double v = value.cast<double>();
+    if (!(v >= 0)) throw pybind11::value_error(absl::StrCat(name, " must be >= 0 seconds"));
+    return v;
+  }
+  std::string text = pybind11::str(value).cast<std::string>();
+  double scale = 1, v = 0;
+  if (!text.empty() && (text.back() == 's' || text.back() == 'm' || text.back() == 'h')) {
+    scale = text.back() == 'h' ? 3600 : text.back() == 'm' ? 60 : 1;
+    text.pop_back();
+  }
+  if (!absl::SimpleAtod(text, &v) || !(v >= 0))
+    throw pybind11::value_error(absl::StrCat(name, " must be seconds or like '15m' / '2h', got '",
+                                             pybind11::str(value).cast<std::string>(), "'"));
+  return v * scale;
 }
 
 namespace {

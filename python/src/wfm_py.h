@@ -27,7 +27,9 @@
 #include <pybind11/stl.h>
 
 #include <functional>
+#include <map>
 #include <memory>
+#include <type_traits>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -38,6 +40,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "wfm/core/progress.h"
 
 namespace wfm::py {
 
@@ -141,6 +144,29 @@ void DefModuleMethods(pybind11::class_<T, Extra...>& cls, ModuleOf module_of, co
       .def_property_readonly("training", [module_of](T& self) { return module_of(self).is_training(); });
 }
 
+// Options named like a CLI command's flags ('_' for '-'), set from a dict or **kwargs: Apply() raises ValueError
+// for unknown keys (listing the known ones) and for values of the wrong type (naming the option).
+class OptionTable {
+ public:
+  using Setter = std::function<void(pybind11::handle)>;
+  explicit OptionTable(std::string what) : what_(std::move(what)) {}
+  OptionTable& Add(const std::string& name, Setter setter);
+  OptionTable& Add(const std::string& name, std::string* field);               // str or os.PathLike
+  OptionTable& Add(const std::string& name, std::vector<std::string>* field);  // one path or a list of them
+  template <typename T, typename = std::enable_if_t<std::is_arithmetic_v<T>>>
+  OptionTable& Add(const std::string& name, T* field) {
+    return Add(name, Setter([field](pybind11::handle v) { *field = v.cast<T>(); }));
+  }
+  void Apply(pybind11::handle mapping) const;
+
+ private:
+  std::string what_;
+  std::map<std::string, Setter> setters_;
+};
+
+// Seconds from a number or a string like "900", "900s", "15m", "2h" (ValueError otherwise).
+double SecondsArg(pybind11::handle value, const char* name);
+
 // "auto" (bfloat16 on CUDA, float32 elsewhere), "float32", "bfloat16", "float16" -> dtype (ValueError otherwise).
 c10::ScalarType ParseComputeDtype(const std::string& text, bool cuda);
 // Moves a module to device and its floating parameters/buffers to dtype (integer buffers keep their dtype).
@@ -171,11 +197,16 @@ class PyCallback {
   // Calls fn(args...) and converts its result with `on_result(pybind11::object&&)` while the GIL is held.
   template <typename OnResult, typename... Args>
   bool Invoke(OnResult&& on_result, Args&&... args) const {
+    return CallWith([&] { return pybind11::make_tuple(std::forward<Args>(args)...); }, on_result);
+  }
+  // Calls fn(*make_args()) (make_args runs with the GIL and returns a pybind11::tuple).
+  template <typename MakeArgs, typename OnResult>
+  bool CallWith(MakeArgs&& make_args, OnResult&& on_result) const {
     if (!state_ || !state_->fn) return true;
     pybind11::gil_scoped_acquire gil;
     if (state_->error) return false;
     try {
-      on_result(state_->fn(std::forward<Args>(args)...));
+      on_result(state_->fn(*make_args()));
       return true;
     } catch (pybind11::error_already_set& e) {
       state_->error = std::make_unique<pybind11::error_already_set>(std::move(e));
@@ -191,6 +222,10 @@ class PyCallback {
 
   // A std::function<void(int64_t, int64_t)> for wfm::Progress::SetCallback and similar observers.
   std::function<void(int64_t, int64_t)> AsProgressObserver() const;
+  // A wfm::ProgressSink calling fn(done, total, info) with info = {'label', 'unit', 'status', 'finished'}, for
+  // the Progress reports whose unit is `unit` (e.g. "steps": the training loop, not its nested evaluations).
+  // Returns false (the job stops) once fn raised.
+  ProgressSink AsProgressSink(std::string unit) const;
 
  private:
   struct State {
@@ -198,6 +233,20 @@ class PyCallback {
     std::unique_ptr<pybind11::error_already_set> error;
   };
   std::shared_ptr<State> state_;
+};
+
+// The `progress=` argument of long calls: installs fn (if not None) as the ProgressSink of the calling thread
+// for the guard's lifetime (construct it with the GIL held, then release the GIL for the C++ call). After the
+// call, with the GIL held, RethrowIfFailed() raises what fn raised (the job was asked to stop).
+class ProgressArg {
+ public:
+  ProgressArg(pybind11::object fn, std::string unit)
+      : callback_(std::move(fn)), scope_(callback_ ? callback_.AsProgressSink(std::move(unit)) : ProgressSink()) {}
+  void RethrowIfFailed() const { callback_.RethrowIfFailed(); }
+
+ private:
+  PyCallback callback_;
+  ScopedProgressSink scope_;
 };
 
 }  // namespace wfm::py

@@ -121,6 +121,45 @@ def test_tar_writer_and_reader_round_trip(tmp_path):
     assert sum(len(b) for b in batches) == 12  # two epochs
 
 
+def test_run_takes_a_dict_a_json_string_or_a_json_file_and_reports_progress(tmp_path):
+    (tmp_path / "in").mkdir()
+    g = torch.Generator().manual_seed(1)
+    for v in range(3):  # three tiny noisy clips
+        core.write_video(tmp_path / "in" / f"v{v}.mp4",
+                         torch.randint(0, 255, (12, 32, 48, 3), generator=g, dtype=torch.uint8), fps=12.0)
+    config = {"input": str(tmp_path / "in"), "output": str(tmp_path / "out"), "workers": 1, "decode_threads": 1,
+              "transcode": False, "quiet": True}
+    (tmp_path / "curate.json").write_text(json.dumps(config))
+
+    def stop_after_one(done, total, info):
+        assert (total, info["unit"]) == (3, "videos")
+        if done == 1:
+            raise KeyboardInterrupt("enough")
+
+    # from a JSON file (pathlib.Path): the callback's exception stops the run after the first video
+    with pytest.raises(KeyboardInterrupt, match="enough"):
+        cur.run(tmp_path / "curate.json", progress=stop_after_one)
+    assert not (tmp_path / "out" / "summary.json").exists()
+    # from a JSON string: resumes with the two videos left, counting them in order
+    seen = []
+    summary = cur.run(json.dumps(config), progress=lambda done, total, info: seen.append((done, total)))
+    assert seen == [(1, 2), (2, 2), (2, 2)]  # each video, then the final report
+    clips = [json.loads(line) for line in (tmp_path / "out" / "videos.jsonl").read_text().splitlines()]
+    assert sorted(pathlib.Path(c["source_video"]).name for c in clips) == ["v0.mp4", "v1.mp4", "v2.mp4"]
+    assert summary["videos"] == {"failed": 0, "ok": 3, "processed_this_run": 2, "resumed": 1}
+    again = cur.run(str(tmp_path / "curate.json"))  # a str path; nothing left to do
+    assert again["videos"]["resumed"] == 3 and again["videos"]["processed_this_run"] == 0
+    with pytest.raises(ValueError, match="dict, a JSON object string or a JSON file path"):
+        cur.run(42)
+    with pytest.raises(ValueError, match="not valid JSON"):
+        cur.run('{"input": ')
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="must be a JSON object"):
+        cur.run(tmp_path / "list.json")
+    with pytest.raises(FileNotFoundError, match="neither a JSON object nor an existing file"):
+        cur.run(str(tmp_path / "missing.json"))
+
+
 def test_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown curate option.*colour"):
         cur.curate({"input": "x", "output": str(tmp_path / "o"), "colour": 1})

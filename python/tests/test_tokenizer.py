@@ -177,12 +177,7 @@ def test_errors_name_the_problem(tmp_path):
         tok.codes_to_indices(torch.zeros(1, 6, 2, 2, 2))
 
 
-TREE = FIX.parent.parent / "media" / "tree.avi"
-
-
-@pytest.mark.skipif(not TREE.exists(), reason=f"missing {TREE}")
-def test_training_entry_points(tmp_path):
-    small = dict(tk.config("CV4x8x8"), channels=8, channels_mult=[1, 1, 1], num_res_blocks=1)
+def test_reconstruction_loss():  # tk.train: python/tests/test_training.py
     x = torch.rand(1, 3, 5, 16, 16) * 2 - 1
     total, parts = tk.reconstruction_loss(x, x)
     assert float(total) < 1e-6 and set(parts) >= {"l1", "ssim_loss"}
@@ -191,9 +186,73 @@ def test_training_entry_points(tmp_path):
     assert abs(float(total) - float((x - rec).abs().mean())) < 1e-5
     total.backward()
     assert rec.grad is not None
-    r = tk.train(small, [str(TREE)], tmp_path / "run", steps=2, batch_size=1, num_frames=5, width=32, height=32,
-                 resize_short_side=40, val_clips=1, eval_every=100, sample_every=100, checkpoint_every=100,
-                 warmup_steps=1, device="cpu", quiet=True)
-    assert r["steps"] == 2 and r["val_psnr"] > 0
-    trained = tk.Tokenizer.from_files(r["config_path"], r["weights_path"])
-    assert trained.reconstruct(x).shape == x.shape
+
+
+def small_dv():
+    return dict(tk.config("DV4x8x8"), channels=4, channels_mult=[1, 1, 1], num_res_blocks=1)
+
+
+def test_encode_decode_progress_reports_chunks_and_equals_the_plain_call():
+    tok = tk.Tokenizer.random(small_dv(), seed=1)
+    x = torch.rand(1, 3, 21, 16, 16) * 2 - 1
+    seen = []
+    enc = tok.encode(x, chunk_frames=4, progress=lambda done, total, info: seen.append((done, total, info["finished"])))
+    assert seen == [(5, 21, False), (9, 21, False), (13, 21, False), (17, 21, False), (21, 21, False), (21, 21, True)]
+    plain = tok.encode(x, chunk_frames=4)
+    assert torch.equal(enc.indices, plain.indices) and torch.equal(enc.latent, plain.latent)
+    seen.clear()
+    rec = tok.decode(enc.indices, enc.geometry, chunk_frames=4, progress=lambda d, t, i: seen.append((d, t)))
+    assert seen == [(2, 6), (3, 6), (4, 6), (5, 6), (6, 6)]  # latent frames: 1 + 1 first, then 1 per chunk
+    assert torch.equal(rec, tok.decode(enc.indices, enc.geometry, chunk_frames=4))
+
+    def boom(done, total, info):
+        raise RuntimeError(f"cancel at {done}")
+
+    with pytest.raises(RuntimeError, match="cancel at 5"):
+        tok.encode(x, chunk_frames=4, progress=boom)
+    seen.clear()  # windowed mode and images report once
+    tok.encode(x, mode="windowed", temporal_window=9, progress=lambda d, t, i: seen.append((d, t, i["finished"])))
+    assert seen == [(21, 21, True)]
+
+
+def test_tokenizer_module_is_a_torch_module_over_the_native_tensors():
+    tok = tk.Tokenizer.random(small_dv(), seed=0)
+    m = tk.TokenizerModule(tok)
+    assert isinstance(m, torch.nn.Module) and m.tokenizer is tok
+    native, sd = tok.state_dict(), m.state_dict()
+    assert set(sd) == set(native)
+    assert all(sd[k].data_ptr() == native[k].data_ptr() for k in native)  # shared storage, reference names
+    assert {p.data_ptr() for p in m.parameters()} == {p.data_ptr() for p in tok.parameters()}
+    assert len(list(m.parameters())) == len(tok.parameters())
+    assert {n for n, _ in m.named_buffers()} == set(native) - {n for n, _ in m.named_parameters()}
+    assert not m.training and not tok.training
+    m.train()
+    assert m.training and tok.training and m.encoder.training
+    m.eval()
+    assert not tok.training
+    # gradients of forward() reach the native parameters; an optimizer over m.parameters() changes the tokenizer
+    x = torch.rand(1, 3, 5, 16, 16) * 2 - 1
+    before = tok.encode(x).latent
+    saved = {k: v.clone() for k, v in sd.items()}
+    m.train()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    opt.zero_grad()
+    rec, codes, indices = m(x)
+    assert rec.shape == x.shape and indices.dtype == torch.int64
+    (rec - x).pow(2).mean().backward()
+    grads = {p.data_ptr(): p.grad for p in tok.parameters()}
+    assert all(grads[p.data_ptr()] is not None for p in m.parameters())
+    assert sum(float(g.abs().sum()) for g in grads.values()) > 0
+    opt.step()
+    m.eval()
+    assert not torch.equal(tok.encode(x).latent, before)
+    m.load_state_dict(saved)  # copies into the native tensors
+    assert torch.equal(tok.encode(x).latent, before)
+    # .to(dtype) moves the native tensors in place; encode/decode of the module follow
+    name = next(k for k, v in native.items() if v.dim() == 5)
+    m.to(torch.float64)
+    assert tok.state_dict()[name].dtype == torch.float64 and m.tokenizer.dtype == torch.float64
+    assert m.state_dict()[name].data_ptr() == tok.state_dict()[name].data_ptr()
+    assert torch.allclose(m.encode(x).latent, before, atol=1e-4)
+    m.float()
+    assert m.tokenizer.dtype == torch.float32 and torch.equal(m.encode(x).latent, before)

@@ -27,3 +27,9 @@ if "curation" in __all__:
 
     _ShardDataset.__module__ = "wfm.curation"
     curation.ShardDataset = _ShardDataset  # noqa: F821  -- a torch IterableDataset over the native ShardReader
+
+if "tokenizer" in __all__:
+    from ._tokenizer_module import TokenizerModule as _TokenizerModule
+
+    _TokenizerModule.__module__ = "wfm.tokenizer"
+    tokenizer.TokenizerModule = _TokenizerModule  # noqa: F821  -- the native network as a torch.nn.Module

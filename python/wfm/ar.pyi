@@ -53,3 +53,7 @@ def generate(model: ArModel, codec: TokenCodec, frames: Optional[torch.Tensor] =
 def tokenize_video(codec: TokenCodec, path: _Path, *, clip_frames: int = 33, height: int = 640, width: int = 1024,
                    fps: float = 0.0, max_clips: int = 0) -> list[torch.Tensor]: ...
 def moving_bar_tokens(batch: int, frames: int, height: int, width: int, vocab: int, seed: int = 0) -> torch.Tensor: ...
+
+# progress(done, total, info): info = {"label", "unit", "status", "finished"}; raising stops training (checkpointed).
+def train(*, progress: Optional[Callable[[int, int, dict[str, Any]], Any]] = None, **options: Any) -> dict[str, Any]:
+    """`wfm ar train` in process; options = the CLI flags with '_' for '-' (config, output, synthetic, steps, ...)."""

@@ -13,7 +13,12 @@ def detect_shots(path: _Path, *, method: str = "auto", transnet_model: str = "",
 def detect_shots_in_frames(frames: torch.Tensor, fps: float, *, method: str = "auto", transnet_model: str = "",
                            threshold: float = 0.4, device: str = "cpu") -> dict[str, Any]: ...
 def discover_inputs(inputs: Sequence[str]) -> list[str]: ...
-def curate(config: Mapping[str, Any]) -> dict[str, Any]: ...
+# progress(done, total, info): info = {"label", "unit", "status", "finished"}; raising stops the job.
+_Progress = Optional[Callable[[int, int, dict[str, Any]], Any]]
+_CurateConfig = Union[Mapping[str, Any], str, os.PathLike]  # a dict, a JSON object string or a JSON file path
+
+def run(config: _CurateConfig, *, progress: _Progress = None) -> dict[str, Any]: ...
+def curate(config: _CurateConfig, *, progress: _Progress = None) -> dict[str, Any]: ...  # = run
 
 class Sample:
     key: str

@@ -1,0 +1,124 @@
+"""Training entry points from Python (wfm.ar.train, wfm.tokenizer.train, wfm.diffusion.train): a few steps on tiny
+data built here write a checkpoint and a metrics JSONL with finite losses; a second call resumes from the
+checkpoint; progress callbacks see every step in order; a callback that raises stops the run with that exception
+(after a checkpoint) and the run resumes from there; options are checked like the CLI's."""
+import json
+import math
+
+import pytest
+import torch
+
+import wfm
+
+if "ar" not in wfm.__all__ or "tokenizer" not in wfm.__all__:
+    pytest.skip("this build has no training bindings", allow_module_level=True)
+import wfm.ar as ar
+import wfm.core as core
+import wfm.tokenizer as tk
+
+
+def records(run, split="train"):
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["split"] == split]
+
+
+def checkpoints(run):
+    return sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.startswith("step_"))
+
+
+class Stop(Exception):
+    pass
+
+
+AR_TINY = dict(config="tiny", synthetic=True, latent_shape=[2, 4, 4], batch_size=2, eval_every=100, val_samples=1,
+               log_every=1, device="cpu", seed=3)
+
+
+def test_ar_train_writes_checkpoints_and_metrics_and_resumes(tmp_path):
+    run = tmp_path / "ar"
+    calls = []
+    r = ar.train(**AR_TINY, output=run, steps=2, progress=lambda done, total, info: calls.append((done, total, info)))
+    assert (r["start_step"], r["steps"]) == (0, 2) and not r["interrupted"]
+    assert [c[:2] for c in calls] == [(1, 2), (2, 2), (2, 2)]  # every step, then the final report
+    assert calls[-1][2]["finished"] and not calls[0][2]["finished"] and calls[0][2]["unit"] == "steps"
+    assert "loss" in calls[0][2]["status"]
+    train = records(run)
+    assert [t["step"] for t in train] == [1, 2] and all(math.isfinite(t["loss"]) for t in train)
+    assert checkpoints(run) == ["step_00000002"]
+    assert (run / "model_ema.safetensors").exists() and r["config_path"] == str(run / "config.json")
+    model = ar.ArModel(r["config_path"], r["ema_weights_path"])  # the result loads
+    assert model.latent_shape == [2, 4, 4]
+    # a second call with more steps resumes at the checkpoint
+    r2 = ar.train(**AR_TINY, output=run, steps=3)
+    assert (r2["start_step"], r2["steps"]) == (2, 3)
+    assert [t["step"] for t in records(run)] == [1, 2, 3]
+
+
+def test_ar_train_callback_exception_stops_cleanly_and_resume_continues(tmp_path):
+    run = tmp_path / "ar"
+
+    def stop_after_two(done, total, info):
+        if done == 2:
+            raise Stop(f"stop at {done}/{total}")
+
+    with pytest.raises(Stop, match="stop at 2/4"):
+        ar.train(**AR_TINY, output=run, steps=4, progress=stop_after_two)
+    assert checkpoints(run) == ["step_00000002"]  # written as on Ctrl-C
+    r = ar.train(**AR_TINY, output=run, steps=4)
+    assert (r["start_step"], r["steps"]) == (2, 4)
+    fresh = ar.train(**AR_TINY, output=run, steps=1, no_resume=True)
+    assert fresh["start_step"] == 0
+
+
+def test_ar_train_options_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="unknown wfm.ar.train option.*colour"):
+        ar.train(**AR_TINY, output=tmp_path, steps=1, colour=1)
+    with pytest.raises(ValueError, match="option 'steps' has the wrong type"):
+        ar.train(**AR_TINY, output=tmp_path, steps="many")
+    with pytest.raises(ValueError, match="exactly one data source"):
+        ar.train(config="tiny", output=tmp_path, steps=1)
+    with pytest.raises(ValueError, match="output"):
+        ar.train(config="tiny", synthetic=True)
+    with pytest.raises(ValueError, match="max_time"):
+        ar.train(**AR_TINY, output=tmp_path, steps=1, max_time="soon")
+    with pytest.raises(FileNotFoundError, match="nope"):
+        ar.train(**dict(AR_TINY, synthetic=False), tokens=tmp_path / "nope", output=tmp_path / "o", steps=1)
+    with pytest.raises(TypeError):
+        ar.train(**AR_TINY, output=tmp_path, steps=1, progress=3)  # not callable
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    """Two tiny videos of a square moving over noise (16 frames, 48x40)."""
+    d = tmp_path_factory.mktemp("videos")
+    g = torch.Generator().manual_seed(0)
+    for v in range(2):
+        frames = torch.randint(0, 60, (16, 40, 48, 3), generator=g, dtype=torch.uint8)
+        for t in range(16):
+            frames[t, 8:24, 2 * t + v:2 * t + v + 16] = 220
+        core.write_video(d / f"clip{v}.mp4", frames, fps=8.0)
+    return d
+
+
+TOK_TINY = dict(config="CV4x8x8", channels=4, channels_mult="1,1,1", num_res_blocks=1, frames=5, size=16,
+                short_side=20, batch_size=1, val_clips=1, val_fraction=0.4, eval_every=100, sample_every=100, warmup=1, log_every=1,
+                device="cpu")
+
+
+def test_tokenizer_train_writes_checkpoints_and_metrics_and_resumes(tmp_path, videos):
+    run = tmp_path / "tok"
+    steps = []
+    r = tk.train(**TOK_TINY, input=videos, output=run, steps=2, checkpoint_every=1,
+                 progress=lambda done, total, info: steps.append(done))
+    assert r["steps"] == 2 and math.isfinite(r["val_psnr"]) and steps == [1, 2, 2]
+    train = records(run)
+    assert [t["step"] for t in train] == [1, 2] and all(math.isfinite(t["loss"]) for t in train)
+    assert checkpoints(run) == ["step_00000001", "step_00000002"]
+    trained = tk.Tokenizer.from_files(r["config_path"], r["weights_path"])
+    assert trained.config["channels"] == 4
+    r2 = tk.train(**TOK_TINY, input=[str(p) for p in sorted(videos.iterdir())], output=run, steps=3)
+    assert r2["steps"] == 3 and [t["step"] for t in records(run)] == [1, 2, 3]
+    with pytest.raises(ValueError, match="unknown wfm.tokenizer.train option.*num_frames"):
+        tk.train(**TOK_TINY, input=videos, output=run, num_frames=5)
+    with pytest.raises(ValueError, match="input"):
+        tk.train(config="CV4x8x8", output=run)
