@@ -224,6 +224,8 @@ def test_tokenizer_module_is_a_torch_module_over_the_native_tensors():
     assert all(sd[k].data_ptr() == native[k].data_ptr() for k in native)  # shared storage, reference names
     assert {p.data_ptr() for p in m.parameters()} == {p.data_ptr() for p in tok.parameters()}
     assert len(list(m.parameters())) == len(tok.parameters())
+    assert all(isinstance(p, torch.nn.Parameter) for p in m.parameters())
+    assert all(any(p is q for q in tok.parameters()) for p in m.parameters())  # the very same tensor objects
     assert {n for n, _ in m.named_buffers()} == set(native) - {n for n, _ in m.named_parameters()}
     assert not m.training and not tok.training
     m.train()

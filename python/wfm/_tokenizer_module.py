@@ -13,7 +13,8 @@ class TokenizerModule(torch.nn.Module):
 
     - ``state_dict()`` (reference names; tensors share storage), ``load_state_dict()`` (copies into the native
       tensors, strict by default), ``parameters()`` / ``named_parameters()`` / ``buffers()`` for torch.optim,
-      ``zero_grad()``, ``requires_grad_()``.
+      ``zero_grad()``, ``requires_grad_()``. The parameters are ``nn.Parameter`` instances: the native tensor
+      objects, whose Python class is switched to ``nn.Parameter`` in place (no new tensor).
     - ``forward(x)`` -> ``(reconstruction, latent, indices or None)``: the native network with autograd
       (x float [B, 3, 1 + k*Tc, H, W], H and W multiples of the spatial compression; FSQ straight-through).
     - ``train(mode)`` / ``eval()``: also switch the native network's mode (VAE sampling).
@@ -44,12 +45,16 @@ class TokenizerModule(torch.nn.Module):
                     child = torch.nn.Module()
                     owner._modules[part] = child
                 owner = child
-            # Registered directly (not through register_parameter, which wants an nn.Parameter, i.e. a new
-            # tensor object): the module holds the native tensor itself.
+            # The native tensor object itself is registered. A parameter's Python class is switched to
+            # nn.Parameter in place (as torch does for UninitializedParameter): still the same tensor, now an
+            # nn.Parameter for code that checks; nn.Parameter(t) would make a NEW tensor that autograd and the
+            # C++ network would not see.
             if id(tensor) in params:
-                owner._parameters[leaf] = tensor
+                if not isinstance(tensor, torch.nn.Parameter):
+                    tensor.__class__ = torch.nn.Parameter
+                owner.register_parameter(leaf, tensor)
             else:
-                owner._buffers[leaf] = tensor
+                owner.register_buffer(leaf, tensor)
         self.training = tokenizer.training
 
     @classmethod
