@@ -101,8 +101,8 @@ def videos(tmp_path_factory):
 
 
 TOK_TINY = dict(config="CV4x8x8", channels=4, channels_mult="1,1,1", num_res_blocks=1, frames=5, size=16,
-                short_side=20, batch_size=1, val_clips=1, val_fraction=0.4, eval_every=100, sample_every=100, warmup=1, log_every=1,
-                device="cpu")
+                short_side=20, batch_size=1, val_clips=1, val_fraction=0.4, eval_every=100, sample_every=100,
+                warmup=1, log_every=1, device="cpu")
 
 
 def test_tokenizer_train_writes_checkpoints_and_metrics_and_resumes(tmp_path, videos):
