@@ -6,6 +6,7 @@
 //   BM_DecodeBatch/B        one cached step for B futures at context 1024 (tokens/s over all B)
 //   BM_Prefill/len          batched prompt prefill (tokens/s)
 //   BM_Generate             GenerateTokens end to end: 1 prompt frame (256 tokens) + 256 sampled (top-p 0.9)
+//   BM_OutputProjection/M/k  the 64000 x 256 output projection of M rows: k = 0 at::linear, 1 ar::DecodeLinear
 //   BM_TrainLoss/chunk      one training forward + backward (TeacherForcedLoss, B=2 x 3 latent frames: 1024
 //                           predicted positions x 64000 codes) with the plain (-1) or chunked (0 = auto) loss;
 //                           peak_MB = peak RSS growth over the step (VmHWM after a reset via /proc/self/clear_refs)
@@ -133,6 +134,16 @@ void BM_Generate(benchmark::State& state) {
   state.counters["tokens"] = static_cast<double>(tokens);
 }
 BENCHMARK(BM_Generate)->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime()->Iterations(3);
+
+// The output projection alone, [M, 256] x [64000, 256]^T: arg 1 = 0 at::linear (LibTorch), 1 DecodeLinear.
+void BM_OutputProjection(benchmark::State& state) {
+  const at::Tensor w = at::randn({64000, 256}), x = at::randn({state.range(0), 256});
+  at::NoGradGuard no_grad;
+  for (auto _ : state) benchmark::DoNotOptimize(state.range(1) ? wfm::ar::DecodeLinear(x, w) : at::linear(x, w));
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+}
+BENCHMARK(BM_OutputProjection)->ArgsProduct({{1, 2, 8}, {0, 1}})->Unit(benchmark::kMillisecond)->UseRealTime()
+    ->MeasureProcessCPUTime();
 
 int64_t ProcStatusKb(const char* key) {  // VmRSS / VmHWM of this process in kB
   std::ifstream f("/proc/self/status");

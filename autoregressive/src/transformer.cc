@@ -2,10 +2,17 @@
 // cosmos_predict1/autoregressive/networks/transformer.py and modules/attention.py.
 #include "wfm/autoregressive/transformer.h"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 #include <torch/nn/init.h>
 
 #include "wfm/core/nn/attention.h"
@@ -14,6 +21,71 @@
 
 namespace wfm::ar {
 namespace {
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// Sums of the 8 lanes of a0..a3 -> [sum a0, sum a1, sum a2, sum a3].
+__attribute__((target("avx2,fma"))) inline __m128 Hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+  const __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+  return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+
+// out[m, r] = dot(x[m], w[r]) for rows r in [r0, r1): 4 weight rows (16 KB at K = 1024) stay in L1 while the
+// input rows pass over them two at a time (8 accumulators), so the weight is streamed from memory once. K % 8 == 0.
+__attribute__((target("avx2,fma"))) void GemvRowsAvx2(const float* x, const float* w, float* out, int64_t m_rows,
+                                                      int64_t k_dim, int64_t n_rows, int64_t r0, int64_t r1) {
+  int64_t r = r0;
+  for (; r + 4 <= r1; r += 4) {
+    const float *w0 = w + r * k_dim, *w1 = w0 + k_dim, *w2 = w1 + k_dim, *w3 = w2 + k_dim;
+    int64_t m = 0;
+    for (; m + 2 <= m_rows; m += 2) {
+      const float *xa = x + m * k_dim, *xb = xa + k_dim;
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+      for (int64_t k = 0; k < k_dim; k += 8) {
+        const __m256 xva = _mm256_loadu_ps(xa + k), xvb = _mm256_loadu_ps(xb + k);
+        const __m256 v0 = _mm256_loadu_ps(w0 + k), v1 = _mm256_loadu_ps(w1 + k);
+        const __m256 v2 = _mm256_loadu_ps(w2 + k), v3 = _mm256_loadu_ps(w3 + k);
+        a0 = _mm256_fmadd_ps(v0, xva, a0), b0 = _mm256_fmadd_ps(v0, xvb, b0);
+        a1 = _mm256_fmadd_ps(v1, xva, a1), b1 = _mm256_fmadd_ps(v1, xvb, b1);
+        a2 = _mm256_fmadd_ps(v2, xva, a2), b2 = _mm256_fmadd_ps(v2, xvb, b2);
+        a3 = _mm256_fmadd_ps(v3, xva, a3), b3 = _mm256_fmadd_ps(v3, xvb, b3);
+      }
+      _mm_storeu_ps(out + m * n_rows + r, Hsum4(a0, a1, a2, a3));
+      _mm_storeu_ps(out + (m + 1) * n_rows + r, Hsum4(b0, b1, b2, b3));
+    }
+    for (; m < m_rows; ++m) {
+      const float* xa = x + m * k_dim;
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      for (int64_t k = 0; k < k_dim; k += 8) {
+        const __m256 xv = _mm256_loadu_ps(xa + k);
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + k), xv, a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + k), xv, a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + k), xv, a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + k), xv, a3);
+      }
+      _mm_storeu_ps(out + m * n_rows + r, Hsum4(a0, a1, a2, a3));
+    }
+  }
+  for (; r < r1; ++r)  // tail rows
+    for (int64_t m = 0; m < m_rows; ++m) {
+      __m256 a = _mm256_setzero_ps();
+      for (int64_t k = 0; k < k_dim; k += 8)
+        a = _mm256_fmadd_ps(_mm256_loadu_ps(w + r * k_dim + k), _mm256_loadu_ps(x + m * k_dim + k), a);
+      const __m256 z = _mm256_setzero_ps();
+      out[m * n_rows + r] = _mm_cvtss_f32(Hsum4(a, z, z, z));
+    }
+}
+
+bool HaveAvx2Fma() {
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return ok;
+}
+#endif
+
+// A bias-free Linear through DecodeLinear (which is at::linear, i.e. Linear::forward, except for decode-sized
+// inputs without autograd).
+at::Tensor Lin(torch::nn::Linear l, const at::Tensor& x) {
+  return l->bias.defined() ? l->forward(x) : DecodeLinear(x, l->weight);
+}
 
 torch::nn::Linear MakeLinear(int64_t in, int64_t out) {
   return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
@@ -109,7 +181,7 @@ void ArAttentionImpl::reset() {
 
 at::Tensor ArAttentionImpl::Output(const at::Tensor& attn, int64_t b, int64_t s) {
   // [B, Hq, S, D] -> [B, S, Hq*D] -> [B, S, dim]
-  return wo->forward(attn.transpose(1, 2).reshape({b, s, config.n_heads * config.HeadDim()}));
+  return Lin(wo, attn.transpose(1, 2).reshape({b, s, config.n_heads * config.HeadDim()}));
 }
 
 at::Tensor ArAttentionImpl::SelfAttend(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
@@ -118,10 +190,10 @@ at::Tensor ArAttentionImpl::SelfAttend(const at::Tensor& x, const at::Tensor& co
   const int64_t hq = config.n_heads, hkv = config.KvHeads();
   at::Tensor xq, xk, xv;
   if (wqkv) {
-    const auto parts = wqkv->forward(x).split_with_sizes({hq * hd, hkv * hd, hkv * hd}, -1);
+    const auto parts = Lin(wqkv, x).split_with_sizes({hq * hd, hkv * hd, hkv * hd}, -1);
     xq = parts[0], xk = parts[1], xv = parts[2];
   } else {
-    xq = wq->forward(x), xk = wk->forward(x), xv = wv->forward(x);
+    xq = Lin(wq, x), xk = Lin(wk, x), xv = Lin(wv, x);
   }
   xq = xq.view({b, s, hq, hd});   // [B, S, Hq, D]
   xk = xk.view({b, s, hkv, hd});  // [B, S, Hkv, D]
@@ -158,7 +230,7 @@ std::pair<at::Tensor, at::Tensor> ArAttentionImpl::ContextKv(const TextContext& 
 
 at::Tensor ArAttentionImpl::CrossAttend(const at::Tensor& x, const TextContext& context, KvCache::Layer* cache) {
   const int64_t b = x.size(0), s = x.size(1), hd = config.HeadDim();
-  at::Tensor q = wq->forward(x).view({b, s, config.n_heads, hd});
+  at::Tensor q = Lin(wq, x).view({b, s, config.n_heads, hd});
   if (q_norm) q = q_norm->forward(q);
   at::Tensor k, v;
   if (cache != nullptr && cache->cross_k.defined()) {
@@ -201,7 +273,8 @@ at::Tensor ArTransformerBlockImpl::forward(const at::Tensor& x, const at::Tensor
                 "ArTransformer: layer ", layer_id, " has cross-attention and needs a text context");
     h = h + cross_attention->CrossAttend(cross_attention_norm->forward(h), *context, cache);
   }
-  return h + feed_forward->forward(ffn_norm->forward(h));
+  const at::Tensor f = ffn_norm->forward(h);  // SwiGLU (nn::SwiGLU) with the decode-sized GEMV: w2(silu(w1 f) * w3 f)
+  return h + Lin(feed_forward->w2, at::silu(Lin(feed_forward->w1, f)) * Lin(feed_forward->w3, f));
 }
 
 // ---------------------------------------------------------------------------------------------- transformer
@@ -316,13 +389,37 @@ at::Tensor ArTransformerImpl::forward(const at::Tensor& tokens, int64_t start, K
 
 at::Tensor ArTransformerImpl::Output(const at::Tensor& h) {
   const at::Tensor& w = output->weight;
-  if (!output_dtype_ || *output_dtype_ == w.scalar_type() || at::GradMode::is_enabled()) return output->forward(h);
+  if (at::GradMode::is_enabled()) return output->forward(h);
+  if (!output_dtype_ || *output_dtype_ == w.scalar_type()) return DecodeLinear(h, w);
   if (!output_weight_cast_.defined() || output_weight_version_ != w._version() ||
       output_weight_cast_.device() != w.device()) {
     output_weight_cast_ = w.detach().to(*output_dtype_);
     output_weight_version_ = w._version();
   }
   return at::linear(h.to(*output_dtype_), output_weight_cast_).to(w.scalar_type());
+}
+
+at::Tensor DecodeLinear(const at::Tensor& x, const at::Tensor& w) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  const int64_t k = w.size(-1), n = w.size(0), m = x.numel() / std::max<int64_t>(k, 1);
+  if (HaveAvx2Fma() && !at::GradMode::is_enabled() && x.device().is_cpu() && w.device().is_cpu() &&
+      x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat && w.dim() == 2 && x.size(-1) == k &&
+      k % 8 == 0 && m >= 1 && m <= 16) {
+    const at::Tensor xc = x.reshape({m, k}).contiguous(), wc = w.contiguous();  // [M, K], [N, K]
+    std::vector<int64_t> shape = x.sizes().vec();
+    shape.back() = n;
+    at::Tensor out = at::empty({m, n}, x.options());  // [M, N]
+    const float *xp = xc.data_ptr<float>(), *wp = wc.data_ptr<float>();
+    float* op = out.data_ptr<float>();
+    // blocks of 4 rows; grain ~256 KB of weight per task
+    const int64_t blocks = (n + 3) / 4, grain = std::max<int64_t>(1, (1 << 16) / (4 * k));
+    at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
+      GemvRowsAvx2(xp, wp, op, m, k, n, b0 * 4, std::min(n, b1 * 4));
+    });
+    return out.view(shape);
+  }
+#endif
+  return at::linear(x, w);
 }
 
 KvCache ArTransformerImpl::NewCache(int64_t batch, int64_t capacity) const {

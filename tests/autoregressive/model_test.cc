@@ -114,6 +114,30 @@ TEST(ArModelTest, Bf16OutputHeadIsCloseAndFollowsWeightChanges) {
   EXPECT_TRUE(at::allclose(net->forward(tokens), exact * 2, 1e-5, 1e-5));
 }
 
+// The decode GEMV (AVX2 kernel where available) against at::linear: 1..16 input rows, a weight whose row count is
+// not a multiple of 4 (tail rows), non-contiguous input, and the fallbacks (K % 8 != 0, 17 rows, autograd).
+TEST(ArModelTest, DecodeLinearEqualsLinear) {
+  at::manual_seed(4);
+  const at::Tensor w = at::randn({1003, 256});
+  at::NoGradGuard no_grad;
+  for (int64_t m : {1, 2, 3, 8, 16, 17}) {
+    const at::Tensor x = at::randn({m, 1, 256});
+    const double d = testing::MaxRelDiff(DecodeLinear(x, w), at::linear(x, w));
+    EXPECT_LE(d, 1e-5) << m << " rows";
+    EXPECT_EQ(DecodeLinear(x, w).sizes(), at::IntArrayRef({m, 1, 1003}));
+  }
+  const at::Tensor xt = at::randn({256, 2}).t();  // [2, 256], non-contiguous
+  EXPECT_LE(testing::MaxRelDiff(DecodeLinear(xt, w), at::linear(xt, w)), 1e-5);
+  const at::Tensor w100 = at::randn({37, 100}), x100 = at::randn({2, 100});
+  EXPECT_LE(testing::MaxRelDiff(DecodeLinear(x100, w100), at::linear(x100, w100)), 1e-5);
+  {
+    at::AutoGradMode grad(true);
+    const at::Tensor wg = w.clone().requires_grad_(true);
+    DecodeLinear(at::randn({1, 256}), wg).sum().backward();
+    EXPECT_TRUE(wg.grad().defined()) << "with autograd it is at::linear";
+  }
+}
+
 TEST(ArModelTest, ParameterNamesFollowTheReference) {
   ArTransformer net(Tiny(true));
   std::set<std::string> names;

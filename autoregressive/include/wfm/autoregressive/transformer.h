@@ -45,6 +45,14 @@ struct TextContext {
   at::Tensor mask;        // bool [B, L], true = valid token; undefined = all valid
 };
 
+// y = x @ w^T for decode-sized inputs: x [..., K] with at most 16 rows, w [N, K], float32, CPU, no autograd —
+// the output projection of an incremental step (64000 x 256: the largest read of a step). LibTorch's CPU path for
+// these shapes (at::linear -> sgemv) streams the weight at a fraction of memory bandwidth; this kernel (AVX2/FMA,
+// picked at run time, rows split over the intra-op threads) reads each weight row once for all inputs. Same
+// products, fp32 accumulation; only the summation order differs (~1e-7 relative). Falls back to at::linear for
+// anything else (other dtypes/devices, grad mode, K % 8 != 0, no AVX2).
+at::Tensor DecodeLinear(const at::Tensor& x, const at::Tensor& w);
+
 // Preallocated KV cache (the reference keeps cache_k/cache_v [max_batch, kv_heads, max_seq, head_dim] inside
 // each Attention; here it is a separate object so that one network serves several generations).
 class KvCache {
