@@ -67,10 +67,13 @@ at::Tensor TopPPolicy::Choose(const at::Tensor& logits, std::vector<at::Generato
   auto o = out.accessor<int64_t, 1>();
   for (int64_t i = 0; i < b; ++i) {
     const at::Tensor row = probs[i];
-    // Grow the sorted head until it holds more than p of the mass (every later token is then dropped).
+    // Grow the sorted head until it holds more than p of the mass (every later token is then dropped): the top 64,
+    // then the top 1024 (a trained model's nucleus), else one full sort (flat distributions, e.g. random weights:
+    // a longer chain of ever larger top-k calls cost more than the sort it ends with).
     at::Tensor vals, idx;
-    for (int64_t k = std::min<int64_t>(64, v);; k = std::min(v, 4 * k)) {
-      std::tie(vals, idx) = row.topk(k);  // sorted, descending
+    for (int64_t k : {int64_t{64}, int64_t{1024}, v}) {
+      k = std::min(k, v);
+      std::tie(vals, idx) = k == v ? row.sort(-1, /*descending=*/true) : row.topk(k);  // sorted, descending
       if (k == v || vals.sum().item<double>() > p_) break;
     }
     const at::Tensor csum = vals.cumsum(0);
