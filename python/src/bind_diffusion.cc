@@ -12,11 +12,13 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "wfm/core/file_util.h"
 #include "wfm/core/runtime.h"
 #include "wfm/core/safetensors.h"
 #include "wfm/core/status.h"
 #include "wfm/core/video_io.h"
 #include "wfm/diffusion/dit.h"
+#include "wfm/diffusion/train.h"
 #include "wfm/diffusion/training.h"
 #include "wfm/diffusion/world_model.h"
 #include "wfm/tokenizer/tokenizer.h"
@@ -427,6 +429,102 @@ void Bind(py::module_& m) {
                    "DiT's maximum up to 121) by extension over overlap_frames.\n",
                    kSampleDoc)
           .c_str());
+  m.def(
+      "train",
+      [](py::object progress, py::kwargs kwargs) {
+        DiffusionTrainOptions o;
+        o.quiet = true;
+        OptionTable t("wfm.diffusion.train");
+        std::string config_json;
+        t.Add("config",
+              [&](py::handle v) {
+                if (!ConfigArg(v, &config_json, &o.config)) config_json.clear();
+              })
+            .Add("output", &o.output)
+            .Add("init_weights", &o.init_weights)
+            .Add("synthetic", &o.synthetic)
+            .Add("data", &o.data)
+            .Add("videos", &o.videos)
+            .Add("shards", &o.shards)
+            .Add("tokenizer_config", &o.tokenizer_config)
+            .Add("tokenizer_weights", &o.tokenizer_weights)
+            .Add("latent_stats", &o.latent_stats)
+            .Add("text_encoder", &o.text_encoder)
+            .Add("num_frames", &o.num_frames)
+            .Add("height", &o.height)
+            .Add("width", &o.width)
+            .Add("fps", &o.fps)
+            .Add("synthetic_frames", &o.synthetic_frames)
+            .Add("synthetic_size", &o.synthetic_size)
+            .Add("steps", &o.steps)
+            .Add("batch_size", &o.batch_size)
+            .Add("grad_accum", &o.grad_accum)
+            .Add("lr", &o.lr)
+            .Add("min_lr", &o.min_lr)
+            .Add("lr_schedule", &o.lr_schedule)
+            .Add("warmup", &o.warmup)
+            .Add("weight_decay", &o.weight_decay)
+            .Add("clip_grad", &o.clip_grad)
+            .Add("ema_decay", &o.ema_decay)
+            .Add("text_dropout", &o.text_dropout)
+            .Add("condition_dropout", &o.condition_dropout)
+            .Add("min_condition_frames", &o.min_condition_frames)
+            .Add("max_condition_frames", &o.max_condition_frames)
+            .Add("p_mean", &o.p_mean)
+            .Add("p_std", &o.p_std)
+            .Add("log_every", &o.log_every)
+            .Add("eval_every", &o.eval_every)
+            .Add("checkpoint_every", &o.checkpoint_every)
+            .Add("sample_every", &o.sample_every)
+            .Add("sample_steps", &o.sample_steps)
+            .Add("max_time", [&](py::handle v) { o.max_time_s = SecondsArg(v, "max_time"); })
+            .Add("no_resume", &o.no_resume)
+            .Add("seed", &o.seed)
+            .Add("device", &o.device)
+            .Add("precision", &o.precision)
+            .Add("quiet", &o.quiet);
+        t.Apply(kwargs);
+        if (o.output.empty()) throw py::value_error("wfm.diffusion.train: 'output' (a run directory) is required");
+        if (int(o.synthetic) + int(!o.data.empty()) + int(!o.videos.empty()) + int(!o.shards.empty()) != 1)
+          throw py::value_error(
+              "wfm.diffusion.train: give exactly one of synthetic=True, data=DIR, videos=DIR, shards=DIR");
+        if (o.batch_size < 1 || o.grad_accum < 1 || o.steps < 1)
+          throw py::value_error("wfm.diffusion.train: batch_size, grad_accum and steps must be >= 1");
+        if (!config_json.empty()) {  // a dict: validated here, written to the run directory for the driver
+          Unwrap(DiTConfig::FromJson(ParseJsonArg(config_json)));
+          o.config = o.output + "/config.input.json";
+          Check(MakeDirs(o.output));
+          Check(WriteFileAtomically(o.config, config_json));
+        }
+        ProgressArg cb(std::move(progress), "steps");
+        absl::StatusOr<DiffusionTrainResult> r;
+        {
+          py::gil_scoped_release release;
+          r = TrainDiffusion(o);
+        }
+        cb.RethrowIfFailed();
+        DiffusionTrainResult a = Unwrap(std::move(r));
+        py::dict d;
+        d["start_step"] = a.start_step;
+        d["steps"] = a.steps;
+        d["seconds"] = a.seconds;
+        d["interrupted"] = a.interrupted;
+        d["time_budget_reached"] = a.time_budget_reached;
+        d["last_train"] = a.last_train;
+        d["last_eval"] = a.last_eval;
+        d["weights_path"] = a.weights_path;
+        d["config_path"] = a.config_path;
+        return d;
+      },
+      py::kw_only(), py::arg("progress") = py::none(),
+      "`wfm diffusion train` in process (diffusion::TrainDiffusion, the function the CLI calls): the options are\n"
+      "the CLI flags with '_' for '-' (config, output, synthetic / data / videos / shards, steps, batch_size, lr,\n"
+      "..., see `wfm diffusion train --help`; config may also be a dict; max_time seconds or '15m'). Runs with the\n"
+      "GIL released and resumes from output/checkpoints (no_resume=True starts fresh); quiet (default True) hides\n"
+      "the progress line. progress(done, total, info) is called after every step of this call; if it raises,\n"
+      "training stops as on Ctrl-C (a checkpoint is written) and the exception propagates. Returns {'start_step',\n"
+      "'steps', 'seconds', 'interrupted', 'time_budget_reached', 'last_train', 'last_eval', 'weights_path',\n"
+      "'config_path'}; DiffusionModel(config_path, weights_path) loads the result.");
 }
 
 #undef WFM_SAMPLE_PARAMS

@@ -72,3 +72,7 @@ def video2world(model: DiffusionModel, tokenizer: Tokenizer, frames: Optional[to
                 num_steps: int = 35, sampler: str = "res", guidance: float = 7.0, seed: int = 0,
                 num_samples: int = 1, fps: float = 24.0, s_churn: float = 0.0,
                 callback: _StepCallback = None) -> torch.Tensor: ...
+
+# progress(done, total, info): info = {"label", "unit", "status", "finished"}; raising stops training (checkpointed).
+def train(*, progress: Optional[Callable[[int, int, dict[str, Any]], Any]] = None, **options: Any) -> dict[str, Any]:
+    """`wfm diffusion train` in process; options = the CLI flags with '_' for '-' (config, output, synthetic, ...)."""
