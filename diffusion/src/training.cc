@@ -35,36 +35,87 @@ at::Tensor RandnCpu(at::IntArrayRef shape, at::Generator& g) {
 
 }  // namespace
 
+namespace {
+
+// The random draws of one training batch (CPU): noise levels, noise, text keep mask, condition frames,
+// augmentation levels and noise.
+struct LossDraws {
+  at::Tensor sigma, eps, keep, use, k, aug_sigma, aug_noise;
+};
+
+LossDraws Draw(const DiffusionTrainingOptions& o, at::IntArrayRef shape, int64_t lo, int64_t hi, bool video,
+               at::Generator& gen) {
+  const int64_t B = shape[0];
+  LossDraws d;
+  d.sigma = o.sigma.Sample(B, gen);  // [B]
+  d.eps = RandnCpu(shape, gen);
+  d.keep = RandCpu({B}, gen) >= o.text_dropout;
+  if (video) {
+    d.use = RandCpu({B}, gen) >= o.condition_dropout;
+    d.k = at::randint(lo, hi + 1, {B}, gen, at::TensorOptions().dtype(at::kLong));
+    d.aug_sigma = o.augment_sigma.Sample(B, gen);
+    d.aug_noise = RandnCpu(shape, gen);
+  }
+  return d;
+}
+
+}  // namespace
+
 LossOutput DiffusionTrainingLoss(DiffusionNetwork& net, const Parametrization& p, const TrainingBatch& batch,
                                  const DiffusionTrainingOptions& o, at::Generator& gen) {
   const at::Tensor x0 = batch.x0.to(at::kFloat);
   const int64_t B = x0.size(0), T = x0.size(2), H = x0.size(3), W = x0.size(4);
   const auto opts = x0.options();
-  at::Tensor sigma = o.sigma.Sample(B, gen);  // [B] CPU
+  const bool video = net.config().video_conditioned();
+  const int64_t hi = std::min(o.max_condition_frames, T - 1), lo = std::min(o.min_condition_frames, hi);
+  LossDraws d;
+  if (batch.noise_seeds.empty()) {
+    d = Draw(o, x0.sizes(), lo, hi, video, gen);
+  } else {
+    TORCH_CHECK(static_cast<int64_t>(batch.noise_seeds.size()) == B, "noise_seeds must hold one seed per sample");
+    std::vector<int64_t> one(x0.sizes().begin(), x0.sizes().end());
+    one[0] = 1;
+    std::vector<LossDraws> per;
+    for (uint64_t seed : batch.noise_seeds) {
+      at::Generator g = at::make_generator<at::CPUGeneratorImpl>(SplitMix(seed));
+      per.push_back(Draw(o, one, lo, hi, video, g));
+    }
+    auto cat = [&](at::Tensor LossDraws::*field) {
+      std::vector<at::Tensor> parts;
+      for (const LossDraws& x : per) parts.push_back(x.*field);
+      return at::cat(parts);
+    };
+    d.sigma = cat(&LossDraws::sigma);
+    d.eps = cat(&LossDraws::eps);
+    d.keep = cat(&LossDraws::keep);
+    if (video) {
+      d.use = cat(&LossDraws::use);
+      d.k = cat(&LossDraws::k);
+      d.aug_sigma = cat(&LossDraws::aug_sigma);
+      d.aug_noise = cat(&LossDraws::aug_noise);
+    }
+  }
+  at::Tensor sigma = d.sigma;
   if (o.adjust_video_noise) sigma = sigma * std::sqrt(static_cast<double>(T));
   sigma = sigma.to(opts);
-  const at::Tensor eps = RandnCpu(x0.sizes(), gen).to(opts);
+  const at::Tensor eps = d.eps.to(opts);
 
   DenoiserInputs in;
   in.x = x0 + BatchView(sigma, 5) * eps;
   in.sigma = sigma;
   in.fps = batch.fps;
   // Text dropout: the zero embedding is the unconditional branch of classifier-free guidance.
-  const at::Tensor keep = (RandCpu({B}, gen) >= o.text_dropout).to(opts);
-  in.crossattn_emb = batch.crossattn_emb.to(opts) * keep.view({B, 1, 1});
+  in.crossattn_emb = batch.crossattn_emb.to(opts) * d.keep.to(opts).view({B, 1, 1});
 
   at::Tensor given;  // [B] condition frames per sample
-  if (net.config().video_conditioned()) {
-    const int64_t hi = std::min(o.max_condition_frames, T - 1), lo = std::min(o.min_condition_frames, hi);
-    const at::Tensor use = RandCpu({B}, gen) >= o.condition_dropout;
-    const at::Tensor k = at::randint(lo, hi + 1, {B}, gen, at::TensorOptions().dtype(at::kLong));
-    given = at::where(use, k, at::zeros_like(k)).to(opts);
+  if (video) {
+    given = at::where(d.use, d.k, at::zeros_like(d.k)).to(opts);
     const at::Tensor t_idx = at::arange(T, opts).view({1, 1, T, 1, 1});
     in.indicator = (t_idx < given.view({B, 1, 1, 1, 1})).to(opts);  // [B, 1, T, 1, 1]
     in.mask = in.indicator.expand({B, 1, T, H, W});
     in.gt = x0;
-    in.augment_sigma = o.augment_sigma.Sample(B, gen).to(opts) * (given > 0).to(opts);
-    in.augment_noise = RandnCpu(x0.sizes(), gen).to(opts);
+    in.augment_sigma = d.aug_sigma.to(opts) * (given > 0).to(opts);
+    in.augment_noise = d.aug_noise.to(opts);
   }
   const at::Tensor x0_pred = PreconditionedDenoise(net, p, in);
   const at::Tensor err = (x0_pred - x0).pow(2);

@@ -48,6 +48,11 @@ struct TrainingBatch {
   at::Tensor x0;             // [B, C, T, H, W]
   at::Tensor crossattn_emb;  // [B, N, D]
   double fps = 24.0;
+  // Optional, one per sample: sample i's noise level, noise, text/condition dropout and condition draws come from
+  // its own generator seeded by noise_seeds[i], so they do not depend on the batch or the rank the sample is in
+  // (data parallelism: 2 ranks with batch B draw what 1 rank with batch 2B draws). Empty: the whole batch
+  // draws from the generator passed to DiffusionTrainingLoss.
+  std::vector<uint64_t> noise_seeds;
 };
 
 struct LossOutput {
