@@ -1,7 +1,8 @@
 // `cmake --install` and examples/multiverse end to end, as a project that uses wfm meets it: the build installs
 // into a prefix with a relocatable CMake package, the prefix still works after it is moved, a standalone CMake
 // project finds it (find_package(wfm)), builds against it, and the example writes N different futures of a video
-// as MP4s from tiny random models made here (tokenizer + AR world model + built-in text encoder).
+// as MP4s from tiny random models made here (built-in text encoder; DV tokenizer + AR world model, and CV
+// tokenizer + diffusion DiT for --model diffusion).
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -20,7 +21,9 @@
 #include "wfm/autoregressive/transformer.h"
 #include "wfm/autoregressive/weights.h"
 #include "wfm/core/file_util.h"
+#include "wfm/core/checkpoint.h"
 #include "wfm/core/video_io.h"
+#include "wfm/diffusion/dit.h"
 #include "wfm/tokenizer/config.h"
 #include "wfm/tokenizer/network.h"
 #include "wfm/tokenizer/weights.h"
@@ -82,6 +85,32 @@ void MakeTinyWorldModel(const std::string& dir, int64_t context_dim) {
   net->InitWeights(5);
   WFM_ASSERT_OK(WriteFileAtomically(dir + "/world_model.json", c.ToJson().dump(1)));
   WFM_ASSERT_OK(ar::SaveWeights(*net, dir + "/world_model.safetensors"));
+}
+
+// A tiny CV tokenizer (4x8x8, 16 latent channels) and a tiny Video2World DiT (width 64, 2 blocks, text width 32)
+// with random weights, perturbed so that every part of the network matters: config json + safetensors each.
+void MakeTinyDiffusionModels(const std::string& dir) {
+  tokenizer::TokenizerConfig c = tokenizer::BaseConfig("CV");
+  c.channels = 8;
+  c.channels_mult = {2, 4, 4};
+  c.num_res_blocks = 1;
+  c.patch_size = 2;
+  c.z_channels = c.latent_channels = 16;
+  c.spatial_compression = 8;
+  c.temporal_compression = 4;
+  WFM_ASSERT_OK(c.Validate());
+  at::manual_seed(12);
+  tokenizer::TokenizerNetwork tok(c);
+  WFM_ASSERT_OK(WriteFileAtomically(dir + "/cv_tokenizer.json", c.ToJsonString()));
+  WFM_ASSERT_OK(tokenizer::SaveTokenizerWeights(*tok, dir + "/cv_tokenizer.safetensors"));
+  WFM_ASSERT_OK_AND_ASSIGN(diffusion::DiTConfig dc, diffusion::DiTConfig::Preset("tiny-video2world"));
+  WFM_ASSERT_OK_AND_ASSIGN(std::shared_ptr<diffusion::DiffusionNetwork> net, diffusion::MakeDiffusionNetwork(dc));
+  {
+    at::NoGradGuard g;
+    for (auto& p : net->parameters()) p.add_(at::randn_like(p) * 0.05);
+  }
+  WFM_ASSERT_OK(WriteFileAtomically(dir + "/dit.json", dc.ToJson().dump(1)));
+  WFM_ASSERT_OK(SaveModule(*net, dir + "/dit.safetensors"));
 }
 
 // Every `#include "..."` of the installed headers resolves inside the prefix (or is Abseil, found by the
@@ -236,6 +265,44 @@ TEST(InstallTest, RelocatedPackageBuildsAndRunsTheMultiverseExample) {
   EXPECT_NE(out.find("usage: multiverse"), std::string::npos) << out;
   EXPECT_TRUE(Runs(common + weights + " --output-dir " + Q(tmp + "/bad") + " --frames 10", &out, 1));
   EXPECT_NE(out.find("num_frames must be 1 + k*4"), std::string::npos) << out;
+
+  // ---- --model diffusion: N futures from a CV tokenizer + Video2World DiT, at the input's size ----
+  ASSERT_NO_FATAL_FAILURE(MakeTinyDiffusionModels(models));
+  const std::string diffusion = example + " --model diffusion --tokenizer-config " + Q(models + "/cv_tokenizer.json") +
+                                " --tokenizer-weights " + Q(models + "/cv_tokenizer.safetensors") +
+                                " --model-config " + Q(models + "/dit.json") + " --text-encoder " +
+                                Q(models + "/text.safetensors") + " --prompt 'a red ball falls and bounces' --video " +
+                                Q(input + "/world_000000.mp4") + " --input-frames 5 --frames 9 --steps 3 --guidance 3";
+  ASSERT_TRUE(Runs(diffusion + " --model-weights " + Q(models + "/dit.safetensors") +
+                       " --futures 2 --seed 7 --output-dir " + Q(tmp + "/diffusion"),
+                   &out));
+  std::cout << out;
+  std::vector<at::Tensor> dfutures;
+  for (int i = 0; i < 2; ++i) {
+    const std::string path = tmp + "/diffusion/future_0" + std::to_string(i) + ".mp4";
+    WFM_ASSERT_OK_AND_ASSIGN(VideoInfo info, ProbeVideo(path, /*exact=*/true));
+    EXPECT_EQ(info.num_frames, 9) << path;
+    EXPECT_EQ(info.width, 80) << path << ": the input's size (a multiple of 16) is kept";
+    EXPECT_EQ(info.height, 64) << path;
+    EXPECT_DOUBLE_EQ(info.fps.value(), 8.0) << path;
+    WFM_ASSERT_OK_AND_ASSIGN(at::Tensor frames, DecodeVideo(path));
+    dfutures.push_back(frames.to(at::kFloat));
+  }
+  EXPECT_FALSE(fs::exists(tmp + "/diffusion/future_02.mp4"));
+  // The condition frames (2 latent frames = the first 5 of the causal tokenizer) are shared; the rest diverge.
+  const double past = (dfutures[0].narrow(0, 0, 5) - dfutures[1].narrow(0, 0, 5)).abs().mean().item<double>();
+  const double future = (dfutures[0].narrow(0, 5, 4) - dfutures[1].narrow(0, 5, 4)).abs().mean().item<double>();
+  std::printf("diffusion futures: mean |diff| %.3f over the condition frames, %.3f over the generated ones\n", past,
+              future);
+  EXPECT_GT(future, 0.5) << "the two diffusion futures are the same future";
+  EXPECT_GT(future, 4 * past) << "HINT: the condition frames should agree across futures";
+  // A discrete tokenizer for the diffusion model is refused with a clear message.
+  EXPECT_TRUE(Runs(example + " --model diffusion --tokenizer-config " + Q(models + "/tokenizer.json") +
+                       " --tokenizer-weights " + Q(models + "/tokenizer.safetensors") + " --model-config " +
+                       Q(models + "/dit.json") + " --model-weights " + Q(models + "/dit.safetensors") + " --video " +
+                       Q(input + "/world_000000.mp4") + " --output-dir " + Q(tmp + "/bad"),
+                   &out, 1));
+  EXPECT_NE(out.find("continuous video tokenizer (CV)"), std::string::npos) << out;
 }
 
 }  // namespace
