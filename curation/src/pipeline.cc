@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -23,11 +24,11 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "distributed.h"
 #include "wfm/core/file_util.h"
 #include "wfm/core/logging.h"
 #include "wfm/core/progress.h"
 #include "wfm/core/status.h"
+#include "wfm/core/train/distributed.h"
 #include "wfm/curation/webdataset.h"
 
 namespace wfm::curation {
@@ -311,12 +312,17 @@ absl::StatusOr<std::vector<std::string>> DiscoverInputs(const std::vector<std::s
 
 absl::StatusOr<nlohmann::json> RunCurate(const CurateOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
-  ProcessGroup& pg = ProcessGroup::Get();
-  if (pg.unsupported_launch()) {
-    return absl::FailedPreconditionError(
-        "curate: started by mpirun/srun, but this wfm was built without MPI (install libopenmpi-dev and rebuild, "
-        "or set WFM_NO_MPI=1 to run the processes independently... which would race: run one process instead)");
-  }
+  // One rank per process under mpirun/srun (the processes share the output directory); one process otherwise.
+  WFM_ASSIGN_OR_RETURN(std::shared_ptr<train::ProcessGroup> group, train::ProcessGroup::Create("auto"), "curate");
+  train::ProcessGroup& pg = *group;
+  auto broadcast = [&](std::string* value) -> absl::Status {
+    WFM_ASSIGN_OR_RETURN(*value, pg.BroadcastString(*value), "curate: broadcasting from rank 0");
+    return absl::OkStatus();
+  };
+  auto sum_all = [&](long long value) -> absl::StatusOr<long long> {
+    WFM_ASSIGN_OR_RETURN(double sum, pg.AllReduceScalar(static_cast<double>(value)), "curate: summing over ranks");
+    return static_cast<long long>(std::llround(sum));
+  };
   if (o.output.empty()) return absl::InvalidArgumentError("curate: --output is required");
   const std::string out = Absolute(o.output);
   const std::string state = out + "/.state";
@@ -377,12 +383,10 @@ absl::StatusOr<nlohmann::json> RunCurate(const CurateOptions& o) {
     }();
     if (!s.ok()) setup_error = s.ToString();
   }
-  setup_error = pg.Broadcast(setup_error);
+  WFM_RETURN_IF_ERROR(broadcast(&setup_error));
   if (!setup_error.empty()) return absl::FailedPreconditionError(setup_error);
-  inputs_text = pg.Broadcast(inputs_text);
-  pending_text = pg.Broadcast(pending_text);
-  run_id = pg.Broadcast(run_id);
-  pg.Barrier();
+  for (std::string* v : {&inputs_text, &pending_text, &run_id}) WFM_RETURN_IF_ERROR(broadcast(v));
+  WFM_RETURN_IF_ERROR(pg.Barrier());
   const std::vector<std::string> inputs = nlohmann::json::parse(inputs_text).get<std::vector<std::string>>();
   const std::vector<std::string> pending = nlohmann::json::parse(pending_text).get<std::vector<std::string>>();
 
@@ -409,7 +413,7 @@ absl::StatusOr<nlohmann::json> RunCurate(const CurateOptions& o) {
 
   ProgressOptions popt;
   popt.quiet = o.quiet || pg.rank() != 0;
-  Progress progress(pg.size() > 1 ? absl::StrCat("curate (rank 0 of ", pg.size(), ")") : "curate",
+  Progress progress(pg.world_size() > 1 ? absl::StrCat("curate (rank 0 of ", pg.world_size(), ")") : "curate",
                     static_cast<int64_t>(pending.size()), "videos", popt);
   std::mutex commit_mu, stats_mu;
   std::atomic<size_t> cursor{0};
@@ -525,7 +529,7 @@ absl::StatusOr<nlohmann::json> RunCurate(const CurateOptions& o) {
     while (!stop && !progress.cancelled()) {
       size_t i = cursor++;
       if (i >= pending.size()) break;
-      if (pg.size() > 1) {
+      if (pg.world_size() > 1) {
         // Atomic claim on the shared output directory: the first rank to create the file owns the video.
         int fd = ::open(absl::StrCat(claims, "/", i).c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
         if (fd < 0) continue;
@@ -553,10 +557,10 @@ absl::StatusOr<nlohmann::json> RunCurate(const CurateOptions& o) {
   progress.Finish();
   CrashPoint("before_merge");
 
-  const long long any_fatal = pg.SumAll(fatal.ok() ? 0 : 1);
-  const long long stopped = pg.SumAll((o.fail_fast && !first_failure.empty()) ? 1 : 0);
-  const long long input_ms = pg.SumAll(static_cast<long long>(input_seconds * 1000));
-  pg.Barrier();
+  WFM_ASSIGN_OR_RETURN(const long long any_fatal, sum_all(fatal.ok() ? 0 : 1));
+  WFM_ASSIGN_OR_RETURN(const long long stopped, sum_all((o.fail_fast && !first_failure.empty()) ? 1 : 0));
+  WFM_ASSIGN_OR_RETURN(const long long input_ms, sum_all(static_cast<long long>(input_seconds * 1000)));
+  WFM_RETURN_IF_ERROR(pg.Barrier());
   if (!fatal.ok()) return fatal;
   if (any_fatal) return absl::InternalError("curate: another rank failed (see its log)");
 
@@ -679,7 +683,7 @@ absl::StatusOr<nlohmann::json> RunCurate(const CurateOptions& o) {
       summary["wall_time_s"] = wall;
       summary["input_seconds_this_run"] = input_ms / 1000.0;
       summary["throughput_input_s_per_s"] = wall > 0 ? input_ms / 1000.0 / wall : 0.0;
-      summary["processes"] = pg.size();
+      summary["processes"] = pg.world_size();
       summary["workers_per_process"] = workers;
       summary["transcode"] = o.transcode_enabled;
       if (o.transcode_enabled) summary["encoder"] = ResolveEncoder(o.transcode.encoder);
@@ -697,8 +701,8 @@ absl::StatusOr<nlohmann::json> RunCurate(const CurateOptions& o) {
       return absl::OkStatus();
     }();
   }
-  const long long merge_failed = pg.SumAll(merge_status.ok() ? 0 : 1);
-  pg.Barrier();
+  WFM_ASSIGN_OR_RETURN(const long long merge_failed, sum_all(merge_status.ok() ? 0 : 1));
+  WFM_RETURN_IF_ERROR(pg.Barrier());
   WFM_RETURN_IF_ERROR(merge_status, "merging ", out);
   if (merge_failed) return absl::InternalError("curate: the merge on rank 0 failed");
   if (stopped) {

@@ -417,6 +417,8 @@ TEST(DistributedTest, SingleProcessGroupAndBadBackend) {
   at::Tensor t = at::ones({3});
   WFM_ASSERT_OK(pg->AllReduceMean({t}));
   EXPECT_TRUE(at::equal(t, at::ones({3})));
+  WFM_ASSERT_OK_AND_ASSIGN(std::string s, pg->BroadcastString("as is"));
+  EXPECT_EQ(s, "as is");
   EXPECT_EQ(ProcessGroup::Create("nccl-ish").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
@@ -429,6 +431,11 @@ TEST(DistributedMpiTest, TwoRanksEqualOneRankWithTheDoubledBatch) {
   ASSERT_EQ(pg->backend(), "mpi");
   ASSERT_EQ(pg->world_size(), 2);
   const int rank = pg->rank();
+  // Strings (rank 0's decision reaches every rank; empty and binary-safe too).
+  for (const std::string& text : {std::string("{\"pending\": [\"a.mp4\"]}"), std::string(), std::string("a\0b", 3)}) {
+    WFM_ASSERT_OK_AND_ASSIGN(std::string got, pg->BroadcastString(rank == 0 ? text : "other rank's text"));
+    EXPECT_EQ(got, text);
+  }
   at::manual_seed(100 + rank);  // different init per rank: BroadcastParameters must fix it
   TinyNet dp;
   WFM_ASSERT_OK(BroadcastParameters(*pg, *dp));

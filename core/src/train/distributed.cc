@@ -6,6 +6,8 @@
 #include <torch/nn/module.h>
 
 #include <cstdlib>
+#include <cstring>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "wfm/core/status.h"
@@ -29,8 +31,11 @@ class SingleProcessGroup : public ProcessGroup {
   absl::Status Barrier() override { return absl::OkStatus(); }
 };
 
+// Started by an MPI launcher (mpirun / mpiexec / srun with PMI or PMIx). WFM_NO_MPI=1 opts out: every process
+// then runs on its own.
 bool LaunchedByMpi() {
-  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"})
+  if (const char* off = std::getenv("WFM_NO_MPI"); off && *off && std::string(off) != "0") return false;
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMI_RANK", "PMIX_RANK", "MPI_LOCALNRANKS"})
     if (std::getenv(name)) return true;
   return false;
 }
@@ -46,8 +51,8 @@ absl::StatusOr<std::shared_ptr<ProcessGroup>> ProcessGroup::Create(absl::string_
     if (LaunchedByMpi()) {
       if (!internal::MpiBuilt())
         return absl::FailedPreconditionError(
-            "launched under mpirun, but this wfm was built without MPI (install libopenmpi-dev and rebuild), "
-            "or pass --distributed none");
+            "launched under mpirun/srun, but this wfm was built without MPI (install libopenmpi-dev and "
+            "rebuild); to run every process on its own instead, pass --distributed none or set WFM_NO_MPI=1");
       return internal::CreateMpiGroup();
     }
     return std::shared_ptr<ProcessGroup>(new SingleProcessGroup());
@@ -69,6 +74,16 @@ absl::StatusOr<double> ProcessGroup::AllReduceScalar(double value) {
   at::Tensor t = at::scalar_tensor(value, at::kDouble);
   WFM_RETURN_IF_ERROR(AllReduceSum({t}));
   return t.item<double>();
+}
+
+absl::StatusOr<std::string> ProcessGroup::BroadcastString(const std::string& value, int root) {
+  if (world_size() == 1) return value;
+  at::Tensor size = at::full({1}, static_cast<int64_t>(value.size()), at::kLong);
+  WFM_RETURN_IF_ERROR(Broadcast({size}, root));
+  at::Tensor bytes = at::empty({size.item<int64_t>()}, at::kByte);  // [n]
+  if (rank() == root && !value.empty()) std::memcpy(bytes.data_ptr(), value.data(), value.size());
+  WFM_RETURN_IF_ERROR(Broadcast({bytes}, root));
+  return std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel()));
 }
 
 absl::Status AllReduceGradients(ProcessGroup& group, const std::vector<at::Tensor>& params) {

@@ -32,8 +32,10 @@ namespace wfm::train {
 class ProcessGroup {
  public:
   virtual ~ProcessGroup() = default;
-  // "auto": MPI when launched by mpirun/srun (OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_RANK set) and MPI support
-  // is built in, else a single process. "mpi": MPI or an error. "none"/"single": one process.
+  // "auto": MPI when launched by mpirun/srun (OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMI_RANK, PMIX_RANK or
+  // MPI_LOCALNRANKS set, and WFM_NO_MPI unset or 0) and MPI support is built in, else a single process; launched
+  // that way without MPI support is a FailedPrecondition error (each process would think it is alone).
+  // "mpi": MPI or an error. "none"/"single": one process.
   // MPI is initialised once per process and finalised at exit.
   static absl::StatusOr<std::shared_ptr<ProcessGroup>> Create(absl::string_view backend = "auto");
   // True when this build has the MPI backend.
@@ -52,6 +54,8 @@ class ProcessGroup {
   virtual absl::Status Barrier() = 0;
   // Sum of one number over ranks (losses, counts).
   absl::StatusOr<double> AllReduceScalar(double value);
+  // Rank `root`'s string on every rank (e.g. a JSON document decided by one rank).
+  absl::StatusOr<std::string> BroadcastString(const std::string& value, int root = 0);
 };
 
 // Averages the gradients of `params` over ranks (no-op for a single process). Parameters without a gradient on
