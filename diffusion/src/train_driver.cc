@@ -532,6 +532,10 @@ absl::StatusOr<DiffusionTrainResult> TrainDiffusion(const DiffusionTrainOptions&
         items.push_back(std::move(it));
       }
       WFM_ASSIGN_OR_RETURN(TrainingBatch batch, MakeBatch(items, text, a.fps, device));
+      // The noise follows the sample (its global index), so N ranks with batch B draw what 1 rank with N*B draws.
+      for (int64_t i = 0; i < a.batch_size; ++i)
+        batch.noise_seeds.push_back(train::MixSeed(static_cast<uint64_t>(a.seed),
+                                                   (micro * world + rank) * static_cast<uint64_t>(a.batch_size) + i, 1));
       at::Generator gen = train::MakeCpuGenerator(train::MixSeed(static_cast<uint64_t>(a.seed), micro, rank));
       LossOutput l;
       {

@@ -1,6 +1,8 @@
 // `wfm diffusion ...` end to end: the forward command reproduces the reference fixtures; bad input gives a
 // clear error and the right exit code.
 #include <ATen/ATen.h>
+
+#include <cstdlib>
 #include <gtest/gtest.h>
 
 #include "test_support.h"
@@ -257,6 +259,43 @@ TEST(DiffusionCli, TrainOnVideoFolderTokenizedOnTheFly) {
   // A frame count the tokenizer cannot take.
   EXPECT_NE(RunCommand(train + " --num-frames 10 --tokenizer-weights " + tok + ".weights.safetensors", &log), 0);
   EXPECT_NE(log.find("1 + k*8"), std::string::npos) << log;
+}
+
+}  // namespace
+
+namespace {
+
+// `wfm diffusion train` under `mpirun -np 2` with batch 2 equals one process with batch 4: the noise follows each
+// sample's global index, gradients are averaged across ranks, so after 3 steps the AdamW moments and the weights
+// agree. Skips unless the ctest DiffusionCliMpi.TrainTwoRanks (label mpi) starts it with WFM_MPIEXEC set.
+TEST(DiffusionCliMpi, TwoRanksTrainLikeOneRankWithTheDoubledBatch) {
+  const char* mpiexec = std::getenv("WFM_MPIEXEC");
+  if (mpiexec == nullptr || std::getenv("OMPI_COMM_WORLD_SIZE"))
+    GTEST_SKIP() << "run by the ctest DiffusionCliMpi.TrainTwoRanks (label mpi), which sets WFM_MPIEXEC";
+  const std::string dir = TempDir();
+  const std::string train = WfmTool() + " diffusion train --config tiny --synthetic --steps 3 --device cpu "
+                                        "--threads 1 --seed 4 --output " + dir;
+  std::string log;
+  ASSERT_EQ(RunCommand(train + "/one --batch-size 4", &log), 0) << log;
+  ASSERT_EQ(RunCommand("WFM_NUM_THREADS=1 " + std::string(mpiexec) + " --allow-run-as-root --oversubscribe -np 2 " +
+                           train + "/two --batch-size 2",
+                       &log),
+            0)
+      << log;
+  for (const char* file : {"optimizer.safetensors", "model.safetensors"}) {
+    const std::string ckpt = std::string("/checkpoints/step_00000003/") + file;
+    WFM_ASSERT_OK_AND_ASSIGN(wfm::TensorMap one, wfm::ReadSafetensors(dir + "/one" + ckpt));
+    WFM_ASSERT_OK_AND_ASSIGN(wfm::TensorMap two, wfm::ReadSafetensors(dir + "/two" + ckpt));
+    int compared = 0;
+    for (const auto& [name, t] : one) {
+      if (!t.is_floating_point() || !two.count(name)) continue;
+      ++compared;
+      // AdamW moments follow the gradients directly (other noise would change them completely).
+      EXPECT_LT(MaxRelDiff(two.at(name), t), 1e-3) << file << " " << name
+                                                   << " HINT: 2 ranks must draw the noise 1 rank draws";
+    }
+    EXPECT_GT(compared, 40) << file;
+  }
 }
 
 }  // namespace
