@@ -18,6 +18,7 @@
 #include "wfm/autoregressive/world.h"
 #include "wfm/core/runtime.h"
 #include "wfm/core/status.h"
+#include "train_options.h"
 #include "wfm_py.h"
 
 namespace wfm::py {
@@ -336,7 +337,6 @@ void Bind(py::module_& m) {
         int64_t vocab_size = 0, max_seq_len = 0, seed = 0;
         std::vector<int64_t> latent_shape;
         bool no_resume = false, quiet = true;
-        double max_time = 0;
         OptionTable t("wfm.ar.train");
         t.Add("config", [&](py::handle v) { config = py::reinterpret_borrow<py::object>(v); })
             .Add("vocab_size", &vocab_size)
@@ -368,28 +368,10 @@ void Bind(py::module_& m) {
             .Add("text_dropout", &o.loss.text_dropout)
             .Add("z_loss", &o.loss.z_loss)
             .Add("output", &o.output_dir)
-            .Add("steps", &o.steps)
-            .Add("batch_size", &o.batch_size)
-            .Add("grad_accum", &o.grad_accum)
-            .Add("lr", &o.lr)
-            .Add("min_lr", &o.min_lr)
-            .Add("warmup", &o.warmup_steps)
-            .Add("schedule", &o.schedule)
-            .Add("weight_decay", &o.weight_decay)
-            .Add("clip_grad", &o.clip_norm)
-            .Add("ema", &o.ema_decay)
-            .Add("log_every", &o.log_every)
-            .Add("eval_every", &o.eval_every)
-            .Add("sample_every", &o.sample_every)
-            .Add("checkpoint_every", &o.checkpoint_every)
-            .Add("keep_checkpoints", &o.keep_checkpoints)
-            .Add("max_time", [&](py::handle v) { max_time = SecondsArg(v, "max_time"); })
             .Add("no_resume", &no_resume)
             .Add("seed", &seed)
-            .Add("device", &o.device)
-            .Add("precision", &o.precision)
-            .Add("distributed", &o.distributed)
             .Add("quiet", &quiet);
+        AddSharedTrainOptions(t, o);
         t.Apply(kwargs);
         if (config.is_none())
           throw py::value_error("wfm.ar.train: 'config' (a preset, params json or dict) is required");
@@ -406,19 +388,11 @@ void Bind(py::module_& m) {
         }
         if (max_seq_len > 0) o.config.max_seq_len = max_seq_len;
         o.config.max_seq_len = std::max(o.config.max_seq_len, o.config.VideoTokens() + (o.config.HasBov() ? 1 : 0));
-        o.max_time_s = max_time;
         o.seed = static_cast<uint64_t>(seed);
         o.resume = !no_resume;
         o.quiet = quiet;
         o.command_line = "wfm.ar.train(**" + py::repr(kwargs).cast<std::string>() + ")";
-        ProgressArg cb(std::move(progress), "steps");
-        absl::StatusOr<ArTrainResult> r;
-        {
-          py::gil_scoped_release release;
-          r = TrainArModel(o);
-        }
-        cb.RethrowIfFailed();
-        ArTrainResult a = Unwrap(std::move(r));
+        const ArTrainResult a = RunWithProgress(std::move(progress), "steps", [&] { return TrainArModel(o); });
         py::dict d;
         d["start_step"] = a.start_step;
         d["steps"] = a.steps;

@@ -298,14 +298,7 @@ void Bind(py::module_& m) {
       [](py::object config, py::object progress) {
         CurateModels models;
         CurateOptions o = CurateFromDict(CurateConfig(config), &models);
-        ProgressArg cb(std::move(progress), "videos");
-        absl::StatusOr<nlohmann::json> summary;
-        {
-          py::gil_scoped_release release;
-          summary = RunCurate(o);
-        }
-        cb.RethrowIfFailed();
-        return Json(Unwrap(std::move(summary)));
+        return Json(RunWithProgress(std::move(progress), "videos", [&] { return RunCurate(o); }));
       },
       py::arg("config"), py::kw_only(), py::arg("progress") = py::none(),
       "Runs (or resumes) the curation pipeline of `wfm curate` (curation::RunCurate, what the CLI calls) with the\n"

@@ -496,14 +496,8 @@ void Bind(py::module_& m) {
           Check(MakeDirs(o.output));
           Check(WriteFileAtomically(o.config, config_json));
         }
-        ProgressArg cb(std::move(progress), "steps");
-        absl::StatusOr<DiffusionTrainResult> r;
-        {
-          py::gil_scoped_release release;
-          r = TrainDiffusion(o);
-        }
-        cb.RethrowIfFailed();
-        DiffusionTrainResult a = Unwrap(std::move(r));
+        const DiffusionTrainResult a =
+            RunWithProgress(std::move(progress), "steps", [&] { return TrainDiffusion(o); });
         py::dict d;
         d["start_step"] = a.start_step;
         d["steps"] = a.steps;

@@ -12,6 +12,7 @@
 #include "wfm/tokenizer/tokenizer.h"
 #include "wfm/tokenizer/train.h"
 #include "wfm/tokenizer/weights.h"
+#include "train_options.h"
 #include "wfm_py.h"
 
 namespace wfm::py {
@@ -65,15 +66,7 @@ constexpr const char* kProgressDoc =
 absl::StatusOr<EncodeResult> EncodeReporting(Tokenizer& t, const at::Tensor& x, const ServeOptions& o,
                                              const PyCallback& cb) {
   auto report = [&](int64_t done, int64_t total, bool finished) {
-    return cb.CallWith(
-        [&] {
-          py::dict info;
-          info["label"] = "encode";
-          info["unit"] = "frames";
-          info["finished"] = finished;
-          return py::make_tuple(done, total, info);
-        },
-        [](py::object&&) {});
+    return cb.Report({"encode", "frames", "", done, total, finished});
   };
   const bool video_stream =
       t.config().is_video() && o.mode == ServeMode::kStreaming && x.dim() == 5 && x.size(2) > 0;
@@ -112,15 +105,7 @@ absl::StatusOr<EncodeResult> EncodeReporting(Tokenizer& t, const at::Tensor& x, 
 absl::StatusOr<at::Tensor> DecodeReporting(Tokenizer& t, const at::Tensor& z, const ClipGeometry& g,
                                            const ServeOptions& o, const PyCallback& cb) {
   auto report = [&](int64_t done, int64_t total, bool finished) {
-    return cb.CallWith(
-        [&] {
-          py::dict info;
-          info["label"] = "decode";
-          info["unit"] = "latent frames";
-          info["finished"] = finished;
-          return py::make_tuple(done, total, info);
-        },
-        [](py::object&&) {});
+    return cb.Report({"decode", "latent frames", "", done, total, finished});
   };
   const bool indices = !at::isFloatingType(z.scalar_type());
   const int64_t time_dim = indices ? 1 : 2;
@@ -491,34 +476,16 @@ void Bind(py::module_& m) {
             .Add("flip", &o.data.random_flip)
             .Add("val_fraction", &o.data.val_fraction)
             .Add("val_clips", &o.val_clips)
-            .Add("steps", &o.steps)
-            .Add("batch_size", &o.batch_size)
-            .Add("grad_accum", &o.grad_accum)
-            .Add("lr", &o.lr)
-            .Add("min_lr", &o.min_lr)
-            .Add("warmup", &o.warmup_steps)
-            .Add("schedule", &o.schedule)
-            .Add("weight_decay", &o.weight_decay)
-            .Add("clip_grad", &o.clip_norm)
-            .Add("ema", &o.ema_decay)
             .Add("l1", &o.loss.l1)
             .Add("ssim", &o.loss.ssim)
             .Add("temporal", &o.loss.temporal)
             .Add("adversarial", &o.loss.adversarial)
             .Add("adversarial_start", &o.loss.adversarial_start)
             .Add("disc_lr", &o.disc_lr)
-            .Add("log_every", &o.log_every)
-            .Add("eval_every", &o.eval_every)
-            .Add("sample_every", &o.sample_every)
-            .Add("checkpoint_every", &o.checkpoint_every)
-            .Add("keep_checkpoints", &o.keep_checkpoints)
-            .Add("max_time", [&](py::handle v) { o.max_time_s = SecondsArg(v, "max_time"); })
             .Add("no_resume", &no_resume)
             .Add("seed", &seed)
-            .Add("device", &o.device)
-            .Add("precision", &o.precision)
-            .Add("distributed", &o.distributed)
             .Add("quiet", &quiet);
+        AddSharedTrainOptions(t, o);
         t.Apply(kwargs);
         if (o.output_dir.empty()) throw py::value_error("wfm.tokenizer.train: 'output' (a run directory) is required");
         if (o.inputs.empty()) throw py::value_error("wfm.tokenizer.train: 'input' (videos or directories) is required");
@@ -535,14 +502,8 @@ void Bind(py::module_& m) {
         o.resume = !no_resume;
         o.quiet = quiet;
         o.command_line = "wfm.tokenizer.train(**" + py::repr(kwargs).cast<std::string>() + ")";
-        ProgressArg cb(std::move(progress), "steps");
-        absl::StatusOr<TokenizerTrainResult> r;
-        {
-          py::gil_scoped_release release;
-          r = TrainTokenizer(o);
-        }
-        cb.RethrowIfFailed();
-        TokenizerTrainResult a = Unwrap(std::move(r));
+        const TokenizerTrainResult a =
+            RunWithProgress(std::move(progress), "steps", [&] { return TrainTokenizer(o); });
         py::dict d;
         d["steps"] = a.steps;
         d["train_seconds"] = a.train_seconds;

@@ -96,21 +96,22 @@ std::function<void(int64_t, int64_t)> PyCallback::AsProgressObserver() const {
   return [self](int64_t done, int64_t total) { self.Call(done, total); };
 }
 
+bool PyCallback::Report(const ProgressUpdate& u) const {
+  return CallWith(
+      [&] {
+        pybind11::dict info;
+        info["label"] = std::string(u.label);
+        info["unit"] = std::string(u.unit);
+        info["status"] = std::string(u.status);
+        info["finished"] = u.finished;
+        return pybind11::make_tuple(u.done, u.total, info);
+      },
+      [](pybind11::object&&) {});
+}
+
 ProgressSink PyCallback::AsProgressSink(std::string unit) const {
   PyCallback self = *this;
-  return [self, unit](const ProgressUpdate& u) {
-    if (u.unit != unit) return true;
-    return self.CallWith(
-        [&] {
-          pybind11::dict info;
-          info["label"] = std::string(u.label);
-          info["unit"] = std::string(u.unit);
-          info["status"] = std::string(u.status);
-          info["finished"] = u.finished;
-          return pybind11::make_tuple(u.done, u.total, info);
-        },
-        [](pybind11::object&&) {});
-  };
+  return [self, unit](const ProgressUpdate& u) { return u.unit != unit || self.Report(u); };
 }
 
 OptionTable& OptionTable::Add(const std::string& name, Setter setter) {

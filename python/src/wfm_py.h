@@ -222,9 +222,10 @@ class PyCallback {
 
   // A std::function<void(int64_t, int64_t)> for wfm::Progress::SetCallback and similar observers.
   std::function<void(int64_t, int64_t)> AsProgressObserver() const;
-  // A wfm::ProgressSink calling fn(done, total, info) with info = {'label', 'unit', 'status', 'finished'}, for
-  // the Progress reports whose unit is `unit` (e.g. "steps": the training loop, not its nested evaluations).
-  // Returns false (the job stops) once fn raised.
+  // Calls fn(done, total, info) with info = {'label', 'unit', 'status', 'finished'}; false once fn raised.
+  bool Report(const ProgressUpdate& update) const;
+  // A wfm::ProgressSink calling Report() for the Progress reports whose unit is `unit` (e.g. "steps": the
+  // training loop, not its nested evaluations). Returns false (the job stops) once fn raised.
   ProgressSink AsProgressSink(std::string unit) const;
 
  private:
@@ -248,6 +249,19 @@ class ProgressArg {
   PyCallback callback_;
   ScopedProgressSink scope_;
 };
+
+// Runs fn() (returning absl::StatusOr<T>) with the GIL released and `progress` (a callable or None) observing
+// the Progress reports in `unit`; raises what the callback raised, else unwraps the result.
+template <typename Fn>
+auto RunWithProgress(pybind11::object progress, std::string unit, Fn&& fn) {
+  ProgressArg callback(std::move(progress), std::move(unit));
+  auto result = [&] {
+    pybind11::gil_scoped_release release;
+    return fn();
+  }();
+  callback.RethrowIfFailed();
+  return Unwrap(std::move(result));
+}
 
 }  // namespace wfm::py
 
