@@ -20,7 +20,6 @@
 #include "wfm/autoregressive/weights.h"
 #include "wfm/autoregressive/world.h"
 #include "wfm/core/file_util.h"
-#include "wfm/core/progress.h"
 #include "wfm/core/runtime.h"
 #include "wfm/core/status.h"
 #include "wfm/core/text/builtin_encoder.h"
@@ -61,24 +60,11 @@ absl::Status RunArStage(DemoContext& ctx) {
   WFM_ASSIGN_OR_RETURN(std::unique_ptr<ar::VideoTokenCodec> codec, OpenCodec(ctx, plan));
 
   // Tokenize the training windows.
-  const int64_t n = train.frames.size(0);
-  std::vector<at::Tensor> tokens;
-  std::vector<int64_t> clip_of;
-  {
-    at::NoGradGuard ng;
-    Progress progress("ar tokenize", n, "clips");
-    for (int64_t i = 0; i < n; ++i) {
-      const at::Tensor windows = ClipWindows(train, i, plan);  // uint8 [w, F, H, W, 3]
-      for (int64_t k = 0; k < windows.size(0); ++k) {
-        WFM_ASSIGN_OR_RETURN(at::Tensor idx, codec->Encode(ToModel(windows.narrow(0, k, 1)).to(device)));
-        tokens.push_back(idx[0].cpu());  // [t, h, w]
-        clip_of.push_back(i);
-      }
-      progress.Add(1);
-    }
-    progress.Finish();
-  }
-  const at::Tensor all = at::stack(tokens);  // int64 [W, t, h, w]
+  WFM_ASSIGN_OR_RETURN(EncodedWindows windows,
+                       EncodeClipWindows(train, plan, "ar tokenize",
+                                         [&](const at::Tensor& w) { return codec->Encode(w); }));
+  const at::Tensor& all = windows.codes;  // int64 [W, t, h, w]
+  const std::vector<int64_t>& clip_of = windows.clip_of;
   WFM_ASSIGN_OR_RETURN(ar::ArConfig config, DemoArConfig(plan, codec->vocab_size(), all.size(1), all.size(2)));
   const int64_t condition_frames = 1 + (plan.context_frames - 1) / codec->temporal_compression();
 
@@ -88,8 +74,6 @@ absl::Status RunArStage(DemoContext& ctx) {
   net->to(device);
   WFM_ASSIGN_OR_RETURN(std::unique_ptr<text::T5TextEncoder> text_encoder,
                        text::CreateBuiltinTextEncoder(DemoTextEncoderOptions(plan, 31)));
-  std::vector<at::Tensor> params = net->parameters();
-  for (const at::Tensor& p : text_encoder->module()->parameters()) params.push_back(p);
   int64_t net_params = 0;
   for (const at::Tensor& p : net->parameters()) net_params += p.numel();
 
@@ -97,23 +81,23 @@ absl::Status RunArStage(DemoContext& ctx) {
   ar::ArLossOptions lo;
   lo.condition_frames = condition_frames;
   lo.text_dropout = 0.1;
-  double accuracy = 0;
   const auto t0 = std::chrono::steady_clock::now();
+  const DemoTrainOptions to{"ar train", OutPath(ctx, "ar/train"), plan.ar_steps, plan.ar_lr};
   WFM_ASSIGN_OR_RETURN(
-      double loss,
-      RunTrainLoop({"ar train", plan.ar_steps, plan.ar_lr}, params,
-                   [&](int64_t, std::string* status) -> absl::StatusOr<at::Tensor> {
-                     const at::Tensor pick = at::randint(all.size(0), {plan.ar_batch}, gen, at::kLong);
-                     WFM_ASSIGN_OR_RETURN(text::TextEmbeddings emb,
-                                          text_encoder->Encode(PickCaptions(train, clip_of, pick)));
-                     const ar::TextContext text = ar::EncodedTextContext(emb, /*pad_to=*/0);
-                     WFM_ASSIGN_OR_RETURN(ar::ArLossOutput out,
-                                          ar::TeacherForcedLoss(*net, all.index_select(0, pick).to(device), &text, lo,
-                                                                &gen));
-                     accuracy = accuracy == 0 ? out.accuracy : 0.95 * accuracy + 0.05 * out.accuracy;
-                     *status = absl::StrFormat("acc %.3f", accuracy);
-                     return out.loss;
-                   }));
+      train::Metrics m,
+      TrainDemoModel(to, {{"model", net.get()}, {"text_encoder", text_encoder->module().get()}},
+                     [&](int64_t, train::Metrics* metrics) -> absl::StatusOr<at::Tensor> {
+                       const at::Tensor pick = at::randint(all.size(0), {plan.ar_batch}, gen, at::kLong);
+                       WFM_ASSIGN_OR_RETURN(text::TextEmbeddings emb,
+                                            text_encoder->Encode(PickCaptions(train, clip_of, pick)));
+                       const ar::TextContext text = ar::EncodedTextContext(emb, /*pad_to=*/0);
+                       WFM_ASSIGN_OR_RETURN(ar::ArLossOutput out,
+                                            ar::TeacherForcedLoss(*net, all.index_select(0, pick).to(device), &text,
+                                                                  lo, &gen));
+                       (*metrics)["accuracy"] = out.accuracy;
+                       return out.loss;
+                     }));
+  const double loss = m["loss"], accuracy = m["accuracy"];
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   const std::string dir = ctx.StageDir("ar");

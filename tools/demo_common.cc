@@ -5,8 +5,7 @@
 #include <sys/resource.h>
 
 #include <ATen/ATen.h>
-#include <torch/nn/utils/clip_grad.h>
-#include <torch/optim/adamw.h>
+#include <torch/nn/module.h>
 
 #include <cmath>
 
@@ -17,8 +16,10 @@
 #include "absl/strings/str_split.h"
 #include "wfm/core/file_util.h"
 #include "wfm/core/progress.h"
+#include "wfm/core/runtime.h"
 #include "wfm/core/safetensors.h"
 #include "wfm/core/status.h"
+#include "wfm/core/train/optimizer.h"
 
 namespace wfm::demo {
 
@@ -35,7 +36,11 @@ std::vector<Knob> Knobs(DemoPlan& p) {
           {"max_objects", &p.max_objects},   {"tok_channels", &p.tok_channels},
           {"tok_steps", &p.tok_steps},       {"tok_batch", &p.tok_batch},
           {"tok_frames", &p.tok_frames},     {"tok_lr", nullptr, &p.tok_lr},
+          {"cv_spatial", &p.cv_spatial},     {"dv_spatial", &p.dv_spatial},
+          {"tok_patch", &p.tok_patch},       {"tok_latent", &p.tok_latent},
+          {"dit_patch", &p.dit_patch},
           {"text_dim", &p.text_dim},         {"text_layers", &p.text_layers},
+          {"text_max_length", &p.text_max_length},
           {"ar_dim", &p.ar_dim},             {"ar_layers", &p.ar_layers},
           {"ar_heads", &p.ar_heads},         {"ar_steps", &p.ar_steps},
           {"ar_batch", &p.ar_batch},         {"ar_lr", nullptr, &p.ar_lr},
@@ -158,13 +163,15 @@ nlohmann::json DemoPlan::ToJson() const {
                      {"heldout_seed", heldout_seed}}},
           {"task", {{"context_frames", context_frames}, {"future_frames", future_frames},
                     {"eval_starts", eval_starts}, {"seeds", seeds}}},
-          {"tokenizer", {{"channels", tok_channels}, {"steps", tok_steps}, {"batch", tok_batch},
-                         {"frames", tok_frames}, {"lr", tok_lr}, {"fsq_levels", fsq_levels}}},
+          {"tokenizer", {{"channels", tok_channels}, {"cv_spatial", cv_spatial}, {"dv_spatial", dv_spatial},
+                         {"patch", tok_patch}, {"latent_channels", tok_latent}, {"steps", tok_steps},
+                         {"batch", tok_batch}, {"frames", tok_frames}, {"lr", tok_lr}, {"fsq_levels", fsq_levels}}},
           {"text_encoder", {{"d_model", text_dim}, {"layers", text_layers}, {"heads", text_heads},
                             {"d_ff", text_ff}, {"max_length", text_max_length}}},
           {"ar", {{"dim", ar_dim}, {"layers", ar_layers}, {"heads", ar_heads}, {"steps", ar_steps},
                   {"batch", ar_batch}, {"lr", ar_lr}, {"top_p", top_p}, {"temperature", temperature}}},
-          {"diffusion", {{"dim", dit_dim}, {"blocks", dit_blocks}, {"heads", dit_heads}, {"steps", dit_steps},
+          {"diffusion", {{"dim", dit_dim}, {"blocks", dit_blocks}, {"heads", dit_heads}, {"patch", dit_patch},
+                         {"steps", dit_steps},
                          {"batch", dit_batch}, {"lr", dit_lr}, {"sample_steps", sample_steps},
                          {"guidance", guidance}}}};
 }
@@ -274,6 +281,31 @@ at::Tensor ClipWindows(const ClipSet& set, int64_t clip, const DemoPlan& plan) {
   return at::stack(windows);
 }
 
+absl::StatusOr<EncodedWindows> EncodeClipWindows(
+    const ClipSet& set, const DemoPlan& plan, const std::string& label,
+    const std::function<absl::StatusOr<at::Tensor>(const at::Tensor& window)>& encode) {
+  WFM_ASSIGN_OR_RETURN(c10::Device device, ParseDevice(plan.device));
+  at::NoGradGuard ng;
+  const int64_t n = set.frames.size(0);
+  EncodedWindows out;
+  std::vector<at::Tensor> codes;
+  Progress progress(label, n, "clips");
+  for (int64_t i = 0; i < n; ++i) {
+    const at::Tensor windows = ClipWindows(set, i, plan);  // uint8 [w, F, H, W, 3]
+    for (int64_t k = 0; k < windows.size(0); ++k) {
+      WFM_ASSIGN_OR_RETURN(at::Tensor c, encode(ToModel(windows.narrow(0, k, 1)).to(device)), label, ": clip ",
+                           set.names[i], " window ", k);
+      codes.push_back(c.cpu());  // [1, ...]
+      out.clip_of.push_back(i);
+    }
+    progress.Add(1);
+  }
+  progress.Finish();
+  if (codes.empty()) return absl::InvalidArgumentError(absl::StrCat(label, ": no training windows"));
+  out.codes = at::cat(codes);  // [W, ...]
+  return out;
+}
+
 std::vector<std::string> PickCaptions(const ClipSet& set, const std::vector<int64_t>& clip_of, const at::Tensor& pick) {
   std::vector<std::string> captions;
   for (int64_t b = 0; b < pick.size(0); ++b) captions.push_back(set.captions[clip_of[pick[b].item<int64_t>()]]);
@@ -304,36 +336,61 @@ absl::StatusOr<std::unique_ptr<text::TextEncoder>> LoadDemoTextEncoder(const std
   return std::unique_ptr<text::TextEncoder>(std::move(encoder));
 }
 
-double CosineLr(double base, int64_t step, int64_t total, int64_t warmup) {
-  if (step < warmup) return base * (step + 1) / static_cast<double>(warmup);
-  const double p = std::min(1.0, static_cast<double>(step - warmup) / std::max<int64_t>(1, total - warmup));
-  return base * (0.1 + 0.9 * 0.5 * (1.0 + std::cos(3.14159265358979323846 * p)));
-}
-
-absl::StatusOr<double> RunTrainLoop(const TrainLoopOptions& options, const std::vector<at::Tensor>& params,
-                                    const std::function<absl::StatusOr<at::Tensor>(int64_t, std::string*)>& step_fn) {
-  torch::optim::AdamW opt(params, torch::optim::AdamWOptions(options.lr).betas({0.9, 0.99}).weight_decay(0.0));
-  Progress progress(options.label, options.steps, "steps");
-  double ema = 0;
-  for (int64_t step = 0; step < options.steps; ++step) {
-    for (auto& g : opt.param_groups()) {
-      static_cast<torch::optim::AdamWOptions&>(g.options())
-          .lr(CosineLr(options.lr, step, options.steps, std::min(options.warmup, options.steps / 4 + 1)));
+absl::StatusOr<train::Metrics> TrainDemoModel(
+    const DemoTrainOptions& options, const std::map<std::string, torch::nn::Module*>& modules,
+    const std::function<absl::StatusOr<at::Tensor>(int64_t, train::Metrics*)>& step_fn) {
+  std::vector<train::NamedParameter> params;
+  for (const auto& [name, module] : modules) {
+    for (const auto& item : module->named_parameters()) {
+      if (item.value().requires_grad()) params.push_back({absl::StrCat(name, ".", item.key()), item.value()});
     }
-    std::string status;
-    WFM_ASSIGN_OR_RETURN(at::Tensor loss, step_fn(step, &status), options.label, " step ", step);
-    const double l = loss.item<double>();
-    if (!std::isfinite(l)) return absl::InternalError(absl::StrCat(options.label, ": loss ", l, " at step ", step));
-    opt.zero_grad();
-    loss.backward();
-    torch::nn::utils::clip_grad_norm_(params, 1.0);
-    opt.step();
-    ema = step == 0 ? l : 0.95 * ema + 0.05 * l;
-    progress.SetStatus(absl::StrCat(absl::StrFormat("loss %.4f", ema), status.empty() ? "" : " ", status));
-    progress.Add(1);
   }
-  progress.Finish();
-  return ema;
+  train::AdamWOptions ao;
+  ao.lr = options.lr;
+  ao.beta1 = 0.9;
+  ao.beta2 = 0.99;
+  ao.weight_decay = 0.0;
+  train::AdamW opt({train::ParamGroup{"all", std::move(params), 0.0, 1.0}}, ao);
+  train::LrSchedule sched;
+  sched.kind = train::LrSchedule::kCosine;
+  sched.base_lr = options.lr;
+  sched.warmup_steps = std::min(options.warmup, options.steps / 4 + 1);
+  sched.total_steps = options.steps;
+  sched.min_lr = 0.1 * options.lr;
+
+  train::TrainerOptions to;
+  to.output_dir = options.output_dir;
+  to.total_steps = options.steps;
+  to.log_every = 10;
+  to.keep_checkpoints = 1;
+  to.resume = false;  // the demo retrains from scratch on every run (its plan may have changed)
+  to.progress_label = options.label;
+  train::Trainer trainer(to);
+  for (const auto& [name, module] : modules) trainer.items().modules[name] = module;
+  trainer.items().optimizers["optimizer"] = &opt;
+  WFM_ASSIGN_OR_RETURN(
+      train::TrainerResult result,
+      trainer.Run([&](int64_t step) -> absl::StatusOr<train::Metrics> {
+        train::Metrics m;
+        opt.ZeroGrad();
+        WFM_ASSIGN_OR_RETURN(at::Tensor loss, step_fn(step, &m));
+        m["loss"] = loss.item<double>();
+        if (!std::isfinite(m["loss"])) return m;  // the trainer skips it (and stops after too many in a row)
+        const double lr = sched.At(step);
+        WFM_RETURN_IF_ERROR(CatchToStatus(options.label + " backward", [&]() {
+          loss.backward();
+          return absl::OkStatus();
+        }));
+        train::UpdateOptions uo;
+        uo.lr = lr;
+        uo.clip_norm = 1.0;
+        WFM_ASSIGN_OR_RETURN(m["grad_norm"], train::ApplyGradients(opt, uo));
+        m["lr"] = lr;
+        return m;
+      }),
+      options.label);
+  if (result.interrupted) return absl::CancelledError(absl::StrCat(options.label, ": interrupted"));
+  return result.last_train;
 }
 
 std::string Fmt(double v, int digits) {

@@ -1,6 +1,6 @@
 // Shared pieces of the world-model demo stages (tools/demo_*.cc): the run plan (sizes, model widths, step
 // counts for --quick / the full CPU run / --device cuda), the output layout, the training-clip set that the
-// curation stage produces and the model stages read, CPU-time measurement and a small training-loop helper.
+// curation stage produces and the model stages read, CPU-time measurement and the training call on the library trainer.
 //
 // Layout of OUTPUT (out/demo):
 //   world/train, world/heldout   simulated clips (NAME.mp4, NAME.txt caption, NAME.tracks.json)
@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "demo.h"
 #include "wfm/core/text/builtin_encoder.h"
+#include "wfm/core/train/trainer.h"
 #include "wfm/core/world.h"
 
 namespace wfm::demo {
@@ -43,14 +45,18 @@ struct DemoPlan {
   std::vector<int> eval_starts = {0, 12};  // window starts evaluated per held-out clip
   int real_clip_frames = 0;  // frames of each real clip (../shared/media) given to curation (0 = all)
 
-  // Tokenizers (CV4x8x8 / DV4x8x8 layout at a reduced width).
+  // Tokenizers (Cosmos-Tokenize1 causal layout at a reduced width): CV{4}x{cv_spatial}x{cv_spatial} for the
+  // diffusion model, DV{4}x{dv_spatial}x{dv_spatial} for the AR model; Haar patch tok_patch, tok_latent channels.
   int tok_channels = 32;
+  int cv_spatial = 8, dv_spatial = 8, tok_patch = 4, tok_latent = 16;
   int tok_steps = 0, tok_batch = 8, tok_frames = 9;
   double tok_lr = 1e-3;
   std::vector<int64_t> fsq_levels = {8, 5, 5, 5};
 
   // Built-in text encoder (trained jointly with each world model).
-  int text_dim = 128, text_layers = 2, text_heads = 4, text_ff = 256, text_max_length = 256;
+  // Byte tokens + EOS: the world's captions reach ~345 bytes with 3 objects (longest over seeds 1000-2500: 344),
+  // so 384 keeps every caption whole (the world stage checks each one).
+  int text_dim = 128, text_layers = 2, text_heads = 4, text_ff = 256, text_max_length = 384;
 
   // AR world model.
   int ar_dim = 192, ar_layers = 4, ar_heads = 6;
@@ -59,7 +65,7 @@ struct DemoPlan {
   double top_p = 0.9, temperature = 1.0;
 
   // Diffusion world model.
-  int dit_dim = 192, dit_blocks = 4, dit_heads = 6;
+  int dit_dim = 192, dit_blocks = 4, dit_heads = 6, dit_patch = 2;
   int dit_steps = 0, dit_batch = 16;
   double dit_lr = 5e-4;
   int sample_steps = 24;
@@ -103,6 +109,16 @@ at::Tensor SampleWindows(const ClipSet& set, int64_t batch, int64_t frames, at::
 // 0, kWindowStride, ... (each encoded on its own, as a prompt is at inference): uint8 [w, F, H, W, 3].
 constexpr int64_t kWindowStride = 16;
 at::Tensor ClipWindows(const ClipSet& set, int64_t clip, const DemoPlan& plan);
+// Every training clip's prediction windows (ClipWindows), encoded window by window as a prompt is at inference:
+// `encode` maps one window float [1, 3, F, H, W] in [-1, 1] (model layout, on plan.device) to its codes [1, ...].
+// Returns the codes stacked on the CPU [W, ...] and, per window, the clip it came from (for its caption).
+struct EncodedWindows {
+  at::Tensor codes;              // [W, ...]
+  std::vector<int64_t> clip_of;  // [W]
+};
+absl::StatusOr<EncodedWindows> EncodeClipWindows(
+    const ClipSet& set, const DemoPlan& plan, const std::string& label,
+    const std::function<absl::StatusOr<at::Tensor>(const at::Tensor& window)>& encode);
 // The captions of the clips `clip_of[pick[b]]` (pick: int64 [B]).
 std::vector<std::string> PickCaptions(const ClipSet& set, const std::vector<int64_t>& clip_of, const at::Tensor& pick);
 
@@ -110,21 +126,21 @@ std::vector<std::string> PickCaptions(const ClipSet& set, const std::vector<int6
 text::BuiltinTextEncoderOptions DemoTextEncoderOptions(const DemoPlan& plan, uint64_t seed);
 absl::StatusOr<std::unique_ptr<text::TextEncoder>> LoadDemoTextEncoder(const std::string& path, const DemoPlan& plan);
 
-// Cosine learning rate with linear warm-up.
-double CosineLr(double base, int64_t step, int64_t total, int64_t warmup);
-
-// The demo's small training loop: AdamW (no weight decay) over `params` with warm-up + cosine, gradient clipping
-// at 1, a progress line with ETA and the smoothed loss. `step_fn(step)` returns the differentiable loss of one
-// batch (and may append "name value" text to *status). Returns the smoothed final loss; a non-finite loss is an
-// error naming the step.
-struct TrainLoopOptions {
-  std::string label;
+// The demo's optimisation, on the library trainer (wfm/core/train: Trainer, AdamW, LrSchedule, ApplyGradients):
+// AdamW (betas 0.9/0.99, no weight decay) over every parameter of `modules`, linear warm-up then cosine decay to
+// lr/10, gradient clipping at 1, a progress line with ETA and the loss; OUTPUT_DIR/metrics.jsonl and the final
+// checkpoint (each run starts fresh). `step_fn(step, metrics)` returns the differentiable loss of one batch and
+// may add metrics (logged). Returns the averages of the last log interval ("loss", ...). Ctrl-C is Cancelled.
+struct DemoTrainOptions {
+  std::string label;       // progress line, e.g. "ar train"
+  std::string output_dir;  // metrics.jsonl, checkpoints/
   int64_t steps = 0;
   double lr = 1e-3;
-  int64_t warmup = 20;
+  int64_t warmup = 20;     // at most steps/4 + 1
 };
-absl::StatusOr<double> RunTrainLoop(const TrainLoopOptions& options, const std::vector<at::Tensor>& params,
-                                    const std::function<absl::StatusOr<at::Tensor>(int64_t step, std::string* status)>& step_fn);
+absl::StatusOr<train::Metrics> TrainDemoModel(
+    const DemoTrainOptions& options, const std::map<std::string, torch::nn::Module*>& modules,
+    const std::function<absl::StatusOr<at::Tensor>(int64_t step, train::Metrics* metrics)>& step_fn);
 
 // One held-out prediction task: a window of a held-out clip simulated at full quality (never compressed).
 struct EvalWindow {

@@ -16,7 +16,6 @@
 #include "demo_common.h"
 #include "wfm/core/checkpoint.h"
 #include "wfm/core/file_util.h"
-#include "wfm/core/progress.h"
 #include "wfm/core/runtime.h"
 #include "wfm/core/safetensors.h"
 #include "wfm/core/status.h"
@@ -45,7 +44,8 @@ absl::StatusOr<diffusion::DiTConfig> DemoDiTConfig(const DemoPlan& plan) {
   c.num_heads = plan.dit_heads;
   c.adaln_lora_dim = std::max(16, plan.dit_dim / 4);
   c.crossattn_emb_channels = plan.text_dim;
-  c.max_img_h = c.max_img_w = 16;
+  c.patch_spatial = plan.dit_patch;
+  c.max_img_h = c.max_img_w = std::max(16, plan.size / plan.cv_spatial);
   c.max_frames = 16;
   c.base_fps = plan.fps;
   WFM_RETURN_IF_ERROR(c.Validate());
@@ -59,22 +59,14 @@ absl::Status RunDiffusionStage(DemoContext& ctx) {
   WFM_ASSIGN_OR_RETURN(std::unique_ptr<tokenizer::Tokenizer> cv, OpenCv(ctx, plan));
 
   // Encode the training windows.
-  const int64_t n = train.frames.size(0);
-  std::vector<at::Tensor> latents;
-  std::vector<int64_t> clip_of;
-  {
-    at::NoGradGuard ng;
-    Progress progress("diffusion encode", n, "clips");
-    for (int64_t i = 0; i < n; ++i) {
-      const at::Tensor windows = ClipWindows(train, i, plan);  // uint8 [w, F, H, W, 3]
-      clip_of.insert(clip_of.end(), windows.size(0), i);
-      WFM_ASSIGN_OR_RETURN(tokenizer::EncodeResult enc, cv->Encode(ToModel(windows)));
-      latents.push_back(enc.latent.cpu());  // [w, C, t, h, w]
-      progress.Add(1);
-    }
-    progress.Finish();
-  }
-  const at::Tensor z = at::cat(latents);  // [W, C, t, h, w]
+  WFM_ASSIGN_OR_RETURN(EncodedWindows windows,
+                       EncodeClipWindows(train, plan, "diffusion encode",
+                                         [&](const at::Tensor& w) -> absl::StatusOr<at::Tensor> {
+                                           WFM_ASSIGN_OR_RETURN(tokenizer::EncodeResult enc, cv->Encode(w));
+                                           return enc.latent;
+                                         }));
+  const at::Tensor& z = windows.codes;  // [W, C, t, h, w]
+  const std::vector<int64_t>& clip_of = windows.clip_of;
   diffusion::LatentStats stats;
   stats.mean = z.mean({0, 2, 3, 4});                  // [C]
   stats.std = z.std({0, 2, 3, 4}).clamp_min(1e-3);  // [C]
@@ -87,8 +79,6 @@ absl::Status RunDiffusionStage(DemoContext& ctx) {
   const at::Tensor x0_all = stats.Normalize(z).mul(param->sigma_data());  // diffusion space
   WFM_ASSIGN_OR_RETURN(std::unique_ptr<text::T5TextEncoder> text_encoder,
                        text::CreateBuiltinTextEncoder(DemoTextEncoderOptions(plan, 41)));
-  std::vector<at::Tensor> params = net->parameters();
-  for (const at::Tensor& p : text_encoder->module()->parameters()) params.push_back(p);
   int64_t net_params = 0;
   for (const at::Tensor& p : net->parameters()) net_params += p.numel();
 
@@ -98,22 +88,22 @@ absl::Status RunDiffusionStage(DemoContext& ctx) {
   lo.condition_dropout = 0.1;
   lo.min_condition_frames = lo.max_condition_frames = condition_frames;
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(42);
-  double mse = 0;
   const auto t0 = std::chrono::steady_clock::now();
+  const DemoTrainOptions to{"diffusion train", OutPath(ctx, "diffusion/train"), plan.dit_steps, plan.dit_lr};
   WFM_ASSIGN_OR_RETURN(
-      double loss,
-      RunTrainLoop({"diffusion train", plan.dit_steps, plan.dit_lr}, params,
-                   [&](int64_t, std::string* status) -> absl::StatusOr<at::Tensor> {
-                     const at::Tensor pick = at::randint(x0_all.size(0), {plan.dit_batch}, gen, at::kLong);
-                     WFM_ASSIGN_OR_RETURN(text::TextEmbeddings emb,
-                                          text_encoder->Encode(PickCaptions(train, clip_of, pick)));
-                     diffusion::TrainingBatch batch{x0_all.index_select(0, pick).to(device), emb.embeddings,
-                                                    plan.fps};
-                     diffusion::LossOutput out = diffusion::DiffusionTrainingLoss(*net, *param, batch, lo, gen);
-                     mse = mse == 0 ? out.mse : 0.95 * mse + 0.05 * out.mse;
-                     *status = absl::StrFormat("mse %.4f", mse);
-                     return out.loss;
-                   }));
+      train::Metrics m,
+      TrainDemoModel(to, {{"model", net.get()}, {"text_encoder", text_encoder->module().get()}},
+                     [&](int64_t, train::Metrics* metrics) -> absl::StatusOr<at::Tensor> {
+                       const at::Tensor pick = at::randint(x0_all.size(0), {plan.dit_batch}, gen, at::kLong);
+                       WFM_ASSIGN_OR_RETURN(text::TextEmbeddings emb,
+                                            text_encoder->Encode(PickCaptions(train, clip_of, pick)));
+                       diffusion::TrainingBatch batch{x0_all.index_select(0, pick).to(device), emb.embeddings,
+                                                      plan.fps};
+                       diffusion::LossOutput out = diffusion::DiffusionTrainingLoss(*net, *param, batch, lo, gen);
+                       (*metrics)["mse"] = out.mse;
+                       return out.loss;
+                     }));
+  const double loss = m["loss"], mse = m["mse"];
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   const std::string dir = ctx.StageDir("diffusion");

@@ -1,7 +1,7 @@
-// Demo stage "tokenizer": trains the two small causal video tokenizers the world models use, both in the
-// Cosmos-Tokenize1 4x8x8 layout (factorized causal 3D convolutions, Haar patching, mid-block attention) at a
-// reduced width: CV (16 continuous latent channels, for the diffusion model) and DV (FSQ codes, the AR model's
-// vocabulary). Loss: L1 reconstruction on random windows of the curated world clips (the reference adds
+// Demo stage "tokenizer": trains the two small causal video tokenizers the world models use, in the
+// Cosmos-Tokenize1 causal layout (factorized causal 3D convolutions, Haar patching, mid-block attention; 4x8x8 by
+// default, --set cv_spatial/dv_spatial=4 for 4x4x4) at a reduced width: CV (16 continuous latent channels, for
+// the diffusion model) and DV (FSQ codes, the AR model's vocabulary). Loss: L1 reconstruction on random windows of the curated world clips (the reference adds
 // perceptual/flow/adversarial terms for real video; the embedded world does not need them). Each is scored on
 // the held-out clips (PSNR/SSIM of reconstructions) and saved as OUTPUT/tokenizer/{cv,dv}.safetensors with the
 // config in the file's metadata and beside it as {cv,dv}.json.
@@ -31,11 +31,11 @@ tokenizer::TokenizerConfig DemoTokenizerConfig(const DemoPlan& plan, bool discre
   c.num_res_blocks = 1;
   c.attn_resolutions = {};
   c.resolution = plan.size;
-  c.patch_size = 4;
-  c.spatial_compression = 8;
+  c.patch_size = plan.tok_patch;
+  c.spatial_compression = discrete ? plan.dv_spatial : plan.cv_spatial;
   c.temporal_compression = 4;
-  c.latent_channels = 16;
-  c.z_channels = 16;
+  c.latent_channels = plan.tok_latent;
+  c.z_channels = plan.tok_latent;
   if (discrete) {
     c.levels = plan.fsq_levels;
     c.embedding_dim = static_cast<int64_t>(plan.fsq_levels.size());
@@ -69,14 +69,16 @@ absl::StatusOr<TokResult> TrainTokenizer(DemoContext& ctx, const DemoPlan& plan,
   TokResult r;
   for (const auto& p : net->parameters()) r.parameters += p.numel();
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(discrete ? 21 : 20);
-  WFM_ASSIGN_OR_RETURN(
-      r.loss, RunTrainLoop({absl::StrCat("tokenizer ", discrete ? "DV" : "CV"), plan.tok_steps, plan.tok_lr},
-                           net->parameters(), [&](int64_t, std::string*) -> absl::StatusOr<at::Tensor> {
-                             at::Tensor x = ToModel(SampleWindows(train, plan.tok_batch, plan.tok_frames, gen));
-                             if (at::rand({1}, gen).item<double>() < 0.5) x = x.flip({4});  // mirrored world
-                             x = x.to(device);                                              // [B, 3, F, H, W]
-                             return (net->forward(x).reconstruction - x).abs().mean();      // L1
-                           }));
+  const DemoTrainOptions to{absl::StrCat("tokenizer ", discrete ? "DV" : "CV"),
+                            OutPath(ctx, absl::StrCat("tokenizer/train_", tag)), plan.tok_steps, plan.tok_lr};
+  auto l1_step = [&](int64_t, train::Metrics*) -> absl::StatusOr<at::Tensor> {
+    at::Tensor x = ToModel(SampleWindows(train, plan.tok_batch, plan.tok_frames, gen));
+    if (at::rand({1}, gen).item<double>() < 0.5) x = x.flip({4});  // mirrored world
+    x = x.to(device);                                              // [B, 3, F, H, W]
+    return (net->forward(x).reconstruction - x).abs().mean();      // L1
+  };
+  WFM_ASSIGN_OR_RETURN(train::Metrics m, TrainDemoModel(to, {{"model", net.get()}}, l1_step));
+  r.loss = m["loss"];
 
   // Held-out reconstruction of whole windows.
   net->eval();
@@ -105,7 +107,9 @@ absl::Status RunTokenizerStage(DemoContext& ctx) {
   std::vector<std::vector<std::string>> rows;
   for (bool discrete : {false, true}) {
     WFM_ASSIGN_OR_RETURN(TokResult r, TrainTokenizer(ctx, plan, train, heldout, discrete));
-    const char* name = discrete ? "DV4x8x8" : "CV4x8x8";
+    const tokenizer::TokenizerConfig config = DemoTokenizerConfig(plan, discrete);
+    const std::string name = absl::StrCat(discrete ? "DV" : "CV", config.temporal_compression, "x",
+                                          config.spatial_compression, "x", config.spatial_compression);
     rows.push_back({name, absl::StrFormat("%.2fM", r.parameters / 1e6), absl::StrCat(plan.tok_steps), Fmt(r.loss, 4),
                     Fmt(r.psnr), Fmt(r.seconds, 1), Fmt(r.cpu_seconds, 1)});
     ctx.summary["tokenizer"][discrete ? "dv" : "cv"] = {{"name", name}, {"parameters", r.parameters},

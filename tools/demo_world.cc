@@ -32,7 +32,21 @@ absl::Status RunWorldStage(DemoContext& ctx) {
     d.prefix = absl::StrCat(split, "_");
     const std::string dir = ctx.StageDir(absl::StrCat("world/", split));
     WFM_ASSIGN_OR_RETURN(std::vector<std::string> paths, world::WriteWorldDataset(dir, wo, d));
-    summary[split] = {{"clips", paths.size()}, {"seed", seed}, {"dir", dir}};
+    // Every caption must fit the text encoder whole (byte tokens + EOS): a truncated caption loses the events
+    // at its end (often the last object's), which the world models could then not be told about.
+    size_t longest = 0;
+    for (const std::string& path : paths) {
+      const std::string txt = std::filesystem::path(path).replace_extension(".txt").string();
+      WFM_ASSIGN_OR_RETURN(std::string caption, ReadFile(txt));
+      while (!caption.empty() && caption.back() == '\n') caption.pop_back();
+      longest = std::max(longest, caption.size());
+      if (static_cast<int64_t>(caption.size()) + 1 > plan.text_max_length) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            txt, ": caption of ", caption.size(), " bytes needs ", caption.size() + 1,
+            " text tokens but the text encoder takes ", plan.text_max_length, " (--set text_max_length=N)"));
+      }
+    }
+    summary[split] = {{"clips", paths.size()}, {"seed", seed}, {"dir", dir}, {"longest_caption_bytes", longest}};
     rows.push_back({split, absl::StrCat(paths.size()), absl::StrCat(seed), dir});
   }
   // One example caption per split for the terminal.
@@ -42,7 +56,7 @@ absl::Status RunWorldStage(DemoContext& ctx) {
             {"split", "clips", "first seed", "folder"}, rows);
   std::cout << "example caption (held-out clip 0): " << example.caption << "\n";
   summary["options"] = {{"size", plan.size}, {"fps", plan.fps}, {"frames", plan.clip_frames},
-                        {"max_objects", plan.max_objects}};
+                        {"max_objects", plan.max_objects}, {"text_max_length", plan.text_max_length}};
   ctx.summary["world"] = summary;
   return absl::OkStatus();
 }

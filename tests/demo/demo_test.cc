@@ -1,16 +1,21 @@
 // `wfm demo --quick` end to end, as `make demo` runs it: the outputs exist, every score in metrics.json is finite
 // with one value per horizon step, the baselines are scored, and report.html shows exactly the numbers of
-// metrics.json. Also: a bad --set knob is a usage error before any work starts.
+// metrics.json. Also: a bad --set knob is a usage error before any work starts, and the demo's text encoder takes
+// the world's longest captions whole.
 #include <cmath>
 #include <filesystem>
+#include <memory>
 
+#include <ATen/ATen.h>
 #include <absl/strings/str_format.h>
 #include <nlohmann/json.hpp>
 
 #include "test_support.h"
 #include "wfm/core/file_util.h"
 #include "wfm/core/report.h"
+#include "wfm/core/text/builtin_encoder.h"
 #include "wfm/core/video_io.h"
+#include "wfm/core/world.h"
 
 namespace wfm {
 namespace {
@@ -78,6 +83,57 @@ TEST(WfmDemoTest, BadKnobIsAUsageError) {
             2)
       << log;
   EXPECT_NE(log.find("no_such_knob"), std::string::npos) << log;
+}
+
+// The built-in text encoder reads byte tokens + EOS and cuts prompts at max_length. The demo's max_length
+// (plan.json) must hold the longest captions the world writes at the demo's settings: seed 2006 gives 344 bytes
+// (the longest over seeds 1000-2500), 1658 gives 336. The world stage itself refuses a caption that would be cut.
+TEST(WfmDemoTest, TextEncoderTakesTheLongestWorldCaptionsWhole) {
+  const std::string out = testing::TempDir() + "/demo_world";
+  std::string log;
+  ASSERT_EQ(testing::RunCommand("'" + testing::WfmTool() + "' demo --quick --threads 1 --stages world --shared '" +
+                                    testing::SharedDir() + "' --output '" + out + "' 2>&1",
+                                &log),
+            0)
+      << log;
+  WFM_ASSERT_OK_AND_ASSIGN(std::string plan_text, ReadFile(out + "/plan.json"));
+  WFM_ASSERT_OK_AND_ASSIGN(std::string summary_text, ReadFile(out + "/summary.json"));
+  const nlohmann::json plan = nlohmann::json::parse(plan_text), summary = nlohmann::json::parse(summary_text);
+  const int64_t max_length = plan["text_encoder"]["max_length"];
+  for (const char* split : {"train", "heldout"}) {
+    EXPECT_LT(summary["world"][split]["longest_caption_bytes"].get<int64_t>(), max_length) << split;
+  }
+
+  world::WorldOptions wo;
+  wo.width = wo.height = plan["world"]["size"];
+  wo.fps = plan["world"]["fps"];
+  wo.num_frames = plan["world"]["clip_frames"];
+  wo.max_objects = plan["world"]["max_objects"];
+  text::BuiltinTextEncoderOptions eo;  // a tiny encoder: only its tokenization matters here
+  eo.d_model = 32;
+  eo.num_layers = 1;
+  eo.num_heads = 2;
+  eo.d_kv = 16;
+  eo.d_ff = 64;
+  eo.pad_to_max_length = false;
+  for (uint64_t seed : {2006u, 1658u}) {
+    const std::string caption = world::SimulateClip(wo, seed).caption;
+    ASSERT_GT(caption.size(), 300u) << "seed " << seed << " no longer gives a long caption: " << caption
+                                    << "\nHINT: pick the longest caption of the current world for this test";
+    for (int64_t length : {max_length, int64_t{256}}) {
+      eo.max_length = length;
+      WFM_ASSERT_OK_AND_ASSIGN(std::unique_ptr<text::T5TextEncoder> encoder, text::CreateBuiltinTextEncoder(eo));
+      WFM_ASSERT_OK_AND_ASSIGN(text::TextEmbeddings e, encoder->Encode({caption}));
+      const int64_t tokens = e.mask.sum().item<int64_t>();
+      if (length == max_length) {
+        EXPECT_EQ(tokens, static_cast<int64_t>(caption.size()) + 1)
+            << "seed " << seed << ": the demo's text encoder (max_length " << max_length << ") cuts this caption of "
+            << caption.size() << " bytes: " << caption;
+      } else {
+        EXPECT_EQ(tokens, 256) << "the old 256-token limit cut these captions";  // the check above can fail
+      }
+    }
+  }
 }
 
 }  // namespace
