@@ -64,7 +64,6 @@ absl::Status RunArStage(DemoContext& ctx) {
                        EncodeClipWindows(train, plan, "ar tokenize",
                                          [&](const at::Tensor& w) { return codec->Encode(w); }));
   const at::Tensor& all = windows.codes;  // int64 [W, t, h, w]
-  const std::vector<int64_t>& clip_of = windows.clip_of;
   WFM_ASSIGN_OR_RETURN(ar::ArConfig config, DemoArConfig(plan, codec->vocab_size(), all.size(1), all.size(2)));
   const int64_t condition_frames = 1 + (plan.context_frames - 1) / codec->temporal_compression();
 
@@ -87,12 +86,11 @@ absl::Status RunArStage(DemoContext& ctx) {
       train::Metrics m,
       TrainDemoModel(to, {{"model", net.get()}, {"text_encoder", text_encoder->module().get()}},
                      [&](int64_t, train::Metrics* metrics) -> absl::StatusOr<at::Tensor> {
-                       const at::Tensor pick = at::randint(all.size(0), {plan.ar_batch}, gen, at::kLong);
-                       WFM_ASSIGN_OR_RETURN(text::TextEmbeddings emb,
-                                            text_encoder->Encode(PickCaptions(train, clip_of, pick)));
-                       const ar::TextContext text = ar::EncodedTextContext(emb, /*pad_to=*/0);
+                       WFM_ASSIGN_OR_RETURN(WindowBatch b,
+                                            SampleWindowBatch(train, windows, plan.ar_batch, *text_encoder, gen));
+                       const ar::TextContext text = ar::EncodedTextContext(b.text, /*pad_to=*/0);
                        WFM_ASSIGN_OR_RETURN(ar::ArLossOutput out,
-                                            ar::TeacherForcedLoss(*net, all.index_select(0, pick).to(device), &text,
+                                            ar::TeacherForcedLoss(*net, all.index_select(0, b.pick).to(device), &text,
                                                                   lo, &gen));
                        (*metrics)["accuracy"] = out.accuracy;
                        return out.loss;

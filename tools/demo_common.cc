@@ -306,6 +306,14 @@ absl::StatusOr<EncodedWindows> EncodeClipWindows(
   return out;
 }
 
+absl::StatusOr<WindowBatch> SampleWindowBatch(const ClipSet& set, const EncodedWindows& windows, int64_t batch,
+                                              text::TextEncoder& text_encoder, at::Generator& gen) {
+  WindowBatch b;
+  b.pick = at::randint(windows.codes.size(0), {batch}, gen, at::kLong);
+  WFM_ASSIGN_OR_RETURN(b.text, text_encoder.Encode(PickCaptions(set, windows.clip_of, b.pick)));
+  return b;
+}
+
 std::vector<std::string> PickCaptions(const ClipSet& set, const std::vector<int64_t>& clip_of, const at::Tensor& pick) {
   std::vector<std::string> captions;
   for (int64_t b = 0; b < pick.size(0); ++b) captions.push_back(set.captions[clip_of[pick[b].item<int64_t>()]]);

@@ -119,6 +119,14 @@ struct EncodedWindows {
 absl::StatusOr<EncodedWindows> EncodeClipWindows(
     const ClipSet& set, const DemoPlan& plan, const std::string& label,
     const std::function<absl::StatusOr<at::Tensor>(const at::Tensor& window)>& encode);
+// A random training batch of encoded windows: `batch` window indices drawn with `gen` and their clips' captions
+// through `text_encoder` (differentiable when it trains).
+struct WindowBatch {
+  at::Tensor pick;             // int64 [B], indices into EncodedWindows::codes
+  text::TextEmbeddings text;   // [B, L, D]
+};
+absl::StatusOr<WindowBatch> SampleWindowBatch(const ClipSet& set, const EncodedWindows& windows, int64_t batch,
+                                              text::TextEncoder& text_encoder, at::Generator& gen);
 // The captions of the clips `clip_of[pick[b]]` (pick: int64 [B]).
 std::vector<std::string> PickCaptions(const ClipSet& set, const std::vector<int64_t>& clip_of, const at::Tensor& pick);
 

@@ -66,7 +66,6 @@ absl::Status RunDiffusionStage(DemoContext& ctx) {
                                            return enc.latent;
                                          }));
   const at::Tensor& z = windows.codes;  // [W, C, t, h, w]
-  const std::vector<int64_t>& clip_of = windows.clip_of;
   diffusion::LatentStats stats;
   stats.mean = z.mean({0, 2, 3, 4});                  // [C]
   stats.std = z.std({0, 2, 3, 4}).clamp_min(1e-3);  // [C]
@@ -94,10 +93,9 @@ absl::Status RunDiffusionStage(DemoContext& ctx) {
       train::Metrics m,
       TrainDemoModel(to, {{"model", net.get()}, {"text_encoder", text_encoder->module().get()}},
                      [&](int64_t, train::Metrics* metrics) -> absl::StatusOr<at::Tensor> {
-                       const at::Tensor pick = at::randint(x0_all.size(0), {plan.dit_batch}, gen, at::kLong);
-                       WFM_ASSIGN_OR_RETURN(text::TextEmbeddings emb,
-                                            text_encoder->Encode(PickCaptions(train, clip_of, pick)));
-                       diffusion::TrainingBatch batch{x0_all.index_select(0, pick).to(device), emb.embeddings,
+                       WFM_ASSIGN_OR_RETURN(WindowBatch b,
+                                            SampleWindowBatch(train, windows, plan.dit_batch, *text_encoder, gen));
+                       diffusion::TrainingBatch batch{x0_all.index_select(0, b.pick).to(device), b.text.embeddings,
                                                       plan.fps};
                        diffusion::LossOutput out = diffusion::DiffusionTrainingLoss(*net, *param, batch, lo, gen);
                        (*metrics)["mse"] = out.mse;
