@@ -133,21 +133,6 @@ int64_t TextPadLength(const std::string& path, const text::TextEncoder& encoder)
   return std::filesystem::is_directory(path, ec) ? encoder.max_length() : 0;
 }
 
-at::Tensor ResizeCoverCrop(const at::Tensor& frames, int64_t h, int64_t w) {
-  TORCH_CHECK(frames.dim() == 4 && frames.size(3) == 3, "frames must be uint8 [T, H, W, 3], got ", frames.sizes());
-  at::Tensor x = frames.permute({0, 3, 1, 2}).to(at::kFloat);  // [T, 3, H, W] in [0, 255]
-  const int64_t h0 = x.size(2), w0 = x.size(3);
-  if (h0 != h || w0 != w) {
-    const double s = std::max(static_cast<double>(w) / w0, static_cast<double>(h) / h0);
-    const int64_t nh = static_cast<int64_t>(std::ceil(s * h0)), nw = static_cast<int64_t>(std::ceil(s * w0));
-    x = at::_upsample_bilinear2d_aa(x, {nh, nw}, /*align_corners=*/false).clamp(0, 255);
-    const int64_t top = static_cast<int64_t>(std::round((nh - h) / 2.0));
-    const int64_t left = static_cast<int64_t>(std::round((nw - w) / 2.0));
-    x = x.narrow(2, top, h).narrow(3, left, w);
-  }
-  return (x / 127.5 - 1).permute({1, 0, 2, 3}).unsqueeze(0).contiguous();  // [1, 3, T, h, w]
-}
-
 absl::StatusOr<std::vector<at::Tensor>> TokenizeVideo(VideoTokenCodec& codec, const std::string& path,
                                                       const TokenizeOptions& o) {
   const int64_t tc = codec.temporal_compression();
@@ -167,7 +152,7 @@ absl::StatusOr<std::vector<at::Tensor>> TokenizeVideo(VideoTokenCodec& codec, co
     if (frames.size(0) > o.clip_frames) pending.push_back(frames.narrow(0, o.clip_frames, frames.size(0) - o.clip_frames));
     have = frames.size(0) - o.clip_frames;
     WFM_ASSIGN_OR_RETURN(at::Tensor video, CatchToStatus("resizing", [&]() -> absl::StatusOr<at::Tensor> {
-      return ResizeCoverCrop(frames.narrow(0, 0, o.clip_frames), o.height, o.width);
+      return FramesToModelInput(ResizeCoverCrop(frames.narrow(0, 0, o.clip_frames), o.height, o.width)).unsqueeze(0);
     }));
     WFM_ASSIGN_OR_RETURN(at::Tensor idx, codec.Encode(video));
     clips.push_back(idx[0].contiguous());  // [t, h, w]
@@ -224,8 +209,8 @@ absl::StatusOr<WorldResult> GenerateWorld(ArTransformerImpl& net, VideoTokenCode
     const auto t0 = Clock::now();
     WFM_ASSIGN_OR_RETURN(
         at::Tensor video, CatchToStatus("preparing the prompt frames", [&]() -> absl::StatusOr<at::Tensor> {
-          return ResizeCoverCrop(frames.narrow(0, frames.size(0) - o.num_input_frames, o.num_input_frames),
-                                 lh * sc, lw * sc);
+          const at::Tensor last = frames.narrow(0, frames.size(0) - o.num_input_frames, o.num_input_frames);
+          return FramesToModelInput(ResizeCoverCrop(last, lh * sc, lw * sc)).unsqueeze(0);  // [1, 3, T, H, W]
         }));
     WFM_ASSIGN_OR_RETURN(at::Tensor idx, codec.Encode(video));
     if (idx.dim() != 4 || idx.size(1) != prompt_latent || idx.size(2) != lh || idx.size(3) != lw)

@@ -724,6 +724,23 @@ absl::StatusOr<at::Tensor> DecodeVideo(const std::string& path, const DecodeOpti
   });
 }
 
+at::Tensor ResizeCoverCrop(const at::Tensor& frames, int64_t h, int64_t w) {
+  TORCH_CHECK(frames.dim() == 4 && frames.size(3) == 3 && frames.scalar_type() == at::kByte,
+              "ResizeCoverCrop: expected uint8 [T, H, W, 3], got ", frames.sizes());
+  const int64_t h0 = frames.size(1), w0 = frames.size(2);
+  if (h0 == h && w0 == w) return frames;
+  at::Tensor x = frames.permute({0, 3, 1, 2}).to(at::kFloat);  // [T, 3, H, W] in [0, 255]
+  const double s = std::max(static_cast<double>(w) / w0, static_cast<double>(h) / h0);
+  const int64_t nh = std::max(h, static_cast<int64_t>(std::ceil(s * h0)));
+  const int64_t nw = std::max(w, static_cast<int64_t>(std::ceil(s * w0)));
+  x = at::_upsample_bilinear2d_aa(x, {nh, nw}, /*align_corners=*/false);
+  // Python's round(): halves to even (torchvision center_crop), which std::nearbyint does in the default mode.
+  const int64_t top = static_cast<int64_t>(std::nearbyint((nh - h) / 2.0));
+  const int64_t left = static_cast<int64_t>(std::nearbyint((nw - w) / 2.0));
+  x = x.narrow(2, top, h).narrow(3, left, w);
+  return x.round().clamp(0, 255).to(at::kByte).permute({0, 2, 3, 1}).contiguous();  // [T, h, w, 3]
+}
+
 at::Tensor FramesToModelInput(const at::Tensor& frames_thwc_u8) {
   TORCH_CHECK(frames_thwc_u8.dim() == 4 && frames_thwc_u8.size(3) == 3,
               "FramesToModelInput: expected [T, H, W, 3], got ", frames_thwc_u8.sizes());

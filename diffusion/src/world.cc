@@ -131,19 +131,6 @@ absl::StatusOr<TextConditioning> EncodePrompt(text::TextEncoder* encoder, const 
   return text;
 }
 
-at::Tensor ResizeToCover(const at::Tensor& frames, int64_t h, int64_t w) {
-  TORCH_CHECK(frames.dim() == 4 && frames.size(3) == 3, "frames must be uint8 [T, H, W, 3], got ", frames.sizes());
-  const int64_t h0 = frames.size(1), w0 = frames.size(2);
-  if (h0 == h && w0 == w) return frames;
-  at::Tensor x = frames.permute({0, 3, 1, 2}).to(at::kFloat);  // [T, 3, H, W]
-  const double s = std::max(static_cast<double>(w) / w0, static_cast<double>(h) / h0);
-  const int64_t nh = std::max(h, static_cast<int64_t>(std::ceil(s * h0)));
-  const int64_t nw = std::max(w, static_cast<int64_t>(std::ceil(s * w0)));
-  x = at::_upsample_bilinear2d_aa(x, {nh, nw}, /*align_corners=*/false);
-  x = x.narrow(2, (nh - h) / 2, h).narrow(3, (nw - w) / 2, w);
-  return x.round().clamp(0, 255).to(at::kByte).permute({0, 2, 3, 1}).contiguous();  // [T, h, w, 3]
-}
-
 absl::StatusOr<WorldResult> GenerateWorld(DiffusionWorldModel& model, tokenizer::Tokenizer& tok,
                                           const LatentStats& stats, const at::Tensor& frames,
                                           const TextConditioning& text, const WorldOptions& o) {
@@ -214,7 +201,7 @@ absl::StatusOr<WorldResult> GenerateWorld(DiffusionWorldModel& model, tokenizer:
     const auto t0 = Clock::now();
     WFM_ASSIGN_OR_RETURN(at::Tensor x, CatchToStatus("preparing the input frames", [&]() -> absl::StatusOr<at::Tensor> {
       const at::Tensor last = frames.narrow(0, frames.size(0) - o.num_input_frames, o.num_input_frames);
-      return FramesToModelInput(ResizeToCover(last, height, width)).unsqueeze(0);  // [1, 3, T, H, W]
+      return FramesToModelInput(ResizeCoverCrop(last, height, width)).unsqueeze(0);  // [1, 3, T, H, W]
     }));
     WFM_ASSIGN_OR_RETURN(tokenizer::EncodeResult enc, tok.Encode(x), "encoding the input frames");
     video.latent = stats.Normalize(enc.latent.to(device, at::kFloat)) * sigma_data;

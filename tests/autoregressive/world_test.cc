@@ -114,17 +114,6 @@ TEST(ArWorldTest, TextToWorld) {
   EXPECT_EQ(codec.encodes, 0);
 }
 
-TEST(ArWorldTest, ResizeCoverCropKeepsTheCentre) {
-  // 16x32 frames with a distinct value per column; covering 16x16 keeps the scale and crops columns 8..23.
-  at::Tensor f = at::arange(32, at::kFloat).mul(4).to(at::kByte).view({1, 1, 32, 1}).expand({2, 16, 32, 3});
-  const at::Tensor out = ResizeCoverCrop(f.contiguous(), 16, 16);
-  ASSERT_EQ(out.sizes(), at::IntArrayRef({1, 3, 2, 16, 16}));
-  EXPECT_NEAR(out[0][0][0][0][0].item<double>(), 32 / 127.5 - 1, 1e-6);
-  EXPECT_NEAR(out[0][2][1][5][15].item<double>(), 92 / 127.5 - 1, 1e-6);
-  // upscaling 8x8 -> 16x16 covers exactly
-  EXPECT_EQ(ResizeCoverCrop(at::zeros({1, 8, 8, 3}, at::kByte), 16, 16).sizes(), at::IntArrayRef({1, 3, 1, 16, 16}));
-}
-
 TEST(ArWorldTest, BadInputErrors) {
   ArTransformer net = Net(Tiny(false));
   PatchCodec codec, big(64000);

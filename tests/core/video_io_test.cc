@@ -588,5 +588,29 @@ TEST(VideoImageTest, ReadsJpegWrittenByFfmpeg) {
   EXPECT_GT(img.to(at::kFloat).std().item<float>(), 20.0f);  // a real pattern, not a blank frame
 }
 
+// The world models' input preparation (cosmos resize_input): cover, then centre crop with Python-rounded offsets.
+TEST(ResizeCoverCropTest, CoversThenCropsTheCentre) {
+  // 16x32 with value 4*column: covering 16x16 keeps the scale (max(16/32, 16/16) = 1) and crops columns 8..23.
+  at::Tensor f = at::arange(32, at::kFloat).mul(4).to(at::kByte).view({1, 1, 32, 1}).expand({2, 16, 32, 3}).contiguous();
+  at::Tensor out = ResizeCoverCrop(f, 16, 16);
+  ASSERT_EQ(out.sizes(), (at::IntArrayRef{2, 16, 16, 3}));
+  EXPECT_TRUE(out.equal(f.narrow(2, 8, 16)));
+  // (17 - 12) / 2 = 2.5 rounds to 2 like Python's round() (halves to even), not 3.
+  at::Tensor g = at::arange(17, at::kFloat).mul(10).to(at::kByte).view({1, 1, 17, 1}).expand({1, 10, 17, 3}).contiguous();
+  EXPECT_TRUE(ResizeCoverCrop(g, 10, 12).equal(g.narrow(2, 2, 12)));
+  // 40x80, left half red / right half blue -> 32x32: scaled by 0.8 to 32x64, columns 16..47 kept.
+  at::Tensor h = at::zeros({1, 40, 80, 3}, at::kByte);
+  h.narrow(2, 0, 40).select(3, 0).fill_(200);
+  h.narrow(2, 40, 40).select(3, 2).fill_(100);
+  at::Tensor r = ResizeCoverCrop(h, 32, 32);
+  ASSERT_EQ(r.sizes(), (at::IntArrayRef{1, 32, 32, 3}));
+  EXPECT_EQ(r[0][16][2][0].item<int>(), 200);
+  EXPECT_EQ(r[0][16][29][2].item<int>(), 100);
+  // Upscaling 8x8 -> 16x16 covers exactly; the target size is the source size: unchanged.
+  EXPECT_EQ(ResizeCoverCrop(at::zeros({1, 8, 8, 3}, at::kByte), 16, 16).sizes(), (at::IntArrayRef{1, 16, 16, 3}));
+  EXPECT_TRUE(ResizeCoverCrop(h, 40, 80).equal(h));
+  EXPECT_THROW(ResizeCoverCrop(at::zeros({1, 8, 8, 3}, at::kFloat), 4, 4), c10::Error);
+}
+
 }  // namespace
 }  // namespace wfm

@@ -72,7 +72,7 @@ TEST(GenerateWorld, FuturesShareTheConditionAndFollowTheirSeeds) {
   ASSERT_EQ(r.latents.sizes(), (at::IntArrayRef{3, 16, 3, 4, 6}));
   // The condition latents are the tokenizer's encoding of the input's last 5 frames, in every future.
   torch::NoGradGuard g;
-  const at::Tensor x = FramesToModelInput(ResizeToCover(frames.narrow(0, 2, 5), 32, 48)).unsqueeze(0);
+  const at::Tensor x = FramesToModelInput(ResizeCoverCrop(frames.narrow(0, 2, 5), 32, 48)).unsqueeze(0);
   WFM_ASSERT_OK_AND_ASSIGN(tokenizer::EncodeResult enc, tok->Encode(x));
   for (int64_t i = 0; i < 3; ++i)
     EXPECT_LT(MaxAbsDiff(r.latents[i].narrow(1, 0, 2), enc.latent[0].narrow(1, 0, 2)), 1e-5) << "future " << i;
@@ -112,18 +112,6 @@ TEST(GenerateWorld, ClearErrors) {
             std::string::npos);
   WFM_ASSERT_OK_AND_ASSIGN(TextConditioning none, EncodePrompt(nullptr, cfg, "", "", at::kCPU));
   EXPECT_EQ(none.crossattn_emb.abs().sum().item<double>(), 0.0);
-}
-
-TEST(GenerateWorld, ResizeToCoverKeepsTheCentre) {
-  // 40 x 80: left half red, right half blue; covering 32 x 32 scales to 32 x 64 and keeps columns 16..47.
-  at::Tensor f = at::zeros({1, 40, 80, 3}, at::kByte);
-  f.narrow(2, 0, 40).select(3, 0).fill_(200);
-  f.narrow(2, 40, 40).select(3, 2).fill_(100);
-  const at::Tensor r = ResizeToCover(f, 32, 32);
-  ASSERT_EQ(r.sizes(), (at::IntArrayRef{1, 32, 32, 3}));
-  EXPECT_EQ(r[0][16][2][0].item<int>(), 200);
-  EXPECT_EQ(r[0][16][29][2].item<int>(), 100);
-  EXPECT_TRUE(ResizeToCover(f, 40, 80).equal(f));
 }
 
 }  // namespace

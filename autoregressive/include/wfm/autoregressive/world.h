@@ -105,8 +105,4 @@ std::vector<at::Tensor> RealTextRows(const text::TextEmbeddings& embeddings);
 // which follow the Cosmos convention; 0 (mask, pad to the longest) for the built-in encoder files.
 int64_t TextPadLength(const std::string& path, const text::TextEncoder& encoder);
 
-// uint8 [T, H, W, 3] -> float [1, 3, T, h, w] in [-1, 1]: bilinear (antialiased) resize so that the frames cover
-// h x w, then a centre crop (utils/inference.py resize_input).
-at::Tensor ResizeCoverCrop(const at::Tensor& frames, int64_t h, int64_t w);
-
 }  // namespace wfm::ar

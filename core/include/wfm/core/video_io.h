@@ -92,6 +92,11 @@ absl::StatusOr<at::Tensor> DecodeVideo(const std::string& path, const DecodeOpti
 at::Tensor FramesToModelInput(const at::Tensor& frames_thwc_u8);
 at::Tensor ModelOutputToFrames(const at::Tensor& video_cthw);
 
+// uint8 [T, H, W, 3] -> uint8 [T, h, w, 3]: antialiased bilinear resize so that the frames cover h x w, then a
+// centre crop -- the world models' input preparation (cosmos utils/inference.py resize_input: torchvision
+// resize of the uint8 video to ceil(scale * size), then center_crop with offsets round((size - crop) / 2)).
+at::Tensor ResizeCoverCrop(const at::Tensor& frames_thwc_u8, int64_t h, int64_t w);
+
 // Pull-style decoder for callers that want frames one chunk at a time.
 class VideoReader {
  public:

@@ -97,8 +97,4 @@ absl::StatusOr<WorldResult> GenerateWorld(DiffusionWorldModel& model, tokenizer:
 absl::StatusOr<WorldResult> GenerateWorld(WorldModels& models, const at::Tensor& frames, const std::string& prompt,
                                           const WorldOptions& options);
 
-// uint8 [T, H, W, 3] -> uint8 [T, h, w, 3]: antialiased bilinear resize so the frames cover h x w, then a centre
-// crop (cosmos utils/inference.py resize_input).
-at::Tensor ResizeToCover(const at::Tensor& frames, int64_t h, int64_t w);
-
 }  // namespace wfm::diffusion
