@@ -121,20 +121,10 @@ absl::StatusOr<TokenizerTrainResult> TrainTokenizer(const TokenizerTrainOptions&
 
   // ---- the loop ----
   train::ClipBatchLoader loader(*data, options.batch_size, options.prefetch, group->rank(), group->world_size());
-  train::TrainerOptions topts;
-  topts.output_dir = out;
-  topts.total_steps = options.steps;
-  topts.log_every = options.log_every;
-  topts.eval_every = options.eval_every;
-  topts.sample_every = options.sample_every;
-  topts.checkpoint_every = options.checkpoint_every;
-  topts.keep_checkpoints = options.keep_checkpoints;
-  topts.resume = options.resume;
-  topts.max_time_s = options.max_time_s;
-  topts.items_per_step = options.batch_size * options.grad_accum * group->world_size();
-  topts.progress_label = "train tokenizer";
-  topts.quiet = options.quiet;
-  train::Trainer trainer(topts, group);
+  train::Trainer trainer(train::TrainerOptions::From(options, out,
+                                                     options.batch_size * options.grad_accum * group->world_size(),
+                                                     "train tokenizer"),
+                         group);
   trainer.items().modules["model"] = net.get();
   trainer.items().emas["model_ema"] = &ema;
   trainer.items().optimizers["optimizer"] = &opt;

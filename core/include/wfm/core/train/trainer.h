@@ -34,6 +34,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -67,6 +68,28 @@ struct TrainerOptions {
   int64_t items_per_step = 0;      // e.g. clips per step (all ranks), to show items/s
   std::string progress_label = "train";
   bool quiet = false;              // no progress line
+
+  // The schedule/checkpoint fields copied from a driver's own options struct (ar::ArTrainOptions,
+  // tokenizer::TokenizerTrainOptions: steps, log/eval/sample/checkpoint_every, keep_checkpoints, resume,
+  // max_time_s, quiet), so every driver maps them the same way.
+  template <typename DriverOptions>
+  static TrainerOptions From(const DriverOptions& o, std::string output_dir, int64_t items_per_step,
+                             std::string progress_label) {
+    TrainerOptions t;
+    t.output_dir = std::move(output_dir);
+    t.total_steps = o.steps;
+    t.log_every = o.log_every;
+    t.eval_every = o.eval_every;
+    t.sample_every = o.sample_every;
+    t.checkpoint_every = o.checkpoint_every;
+    t.keep_checkpoints = o.keep_checkpoints;
+    t.resume = o.resume;
+    t.max_time_s = o.max_time_s;
+    t.items_per_step = items_per_step;
+    t.progress_label = std::move(progress_label);
+    t.quiet = o.quiet;
+    return t;
+  }
 };
 
 // What Run() did.
