@@ -21,7 +21,8 @@ void PrintOverview(std::ostream& out) {
   for (const auto& c : cmds) {
     out << "  " << c.path << std::string(c.path.size() < 24 ? 24 - c.path.size() : 1, ' ') << c.summary << "\n";
   }
-  out << "\nexit codes: 0 ok, 1 failure, 2 usage error. Environment: WFM_NUM_THREADS, WFM_LOG_LEVEL.\n";
+  out << "\nexit codes: 0 ok, 1 failure, 2 usage error. Environment: WFM_NUM_THREADS, WFM_LOG_LEVEL,\n"
+         "WFM_CPU_ALLOCATOR (default|large-block), WFM_CPU_CACHE_MB.\n";
 }
 
 }  // namespace
@@ -62,6 +63,8 @@ int main(int argc, char** argv) {
     if (!any) std::cerr << "wfm: unknown command '" << group << "' (run 'wfm --help')\n";
     return wfm::cli::kExitUsage;
   }
+  // Big activations reuse huge-page blocks instead of faulting fresh pages in (see runtime.h).
+  wfm::InstallLargeBlockCpuAllocator();
   // Hand the command argv starting at its last path word, so argv[0] names it.
   return best->run(argc - static_cast<int>(best_words), argv + best_words);
 }

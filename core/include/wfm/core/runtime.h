@@ -2,6 +2,7 @@
 // selection (CPU by default; `cuda` when LibTorch was built with CUDA and a GPU is visible).
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include <c10/core/Device.h>
@@ -24,6 +25,26 @@ bool CudaAvailable();
 // Parses "cpu", "cuda", "cuda:N" or "auto" (cuda if available, else cpu). A CUDA device without CUDA gives a
 // FailedPrecondition error that says why.
 absl::StatusOr<c10::Device> ParseDevice(absl::string_view text);
+
+// CPU memory for large activations. LibTorch's default CPU allocator gets every block above glibc's mmap
+// threshold from the kernel and returns it on free, so serving a big network pays a page fault per 4 KiB of
+// every new activation (a third of the CPU time of a full-width tokenizer reconstruction). The large-block
+// allocator maps blocks of >= 1 MiB 2 MiB-aligned with transparent huge pages and keeps up to `cache_bytes`
+// of freed blocks for reuse; smaller blocks use c10's routines unchanged. Process-wide and permanent once
+// installed (a second call only changes the cache limit); `wfm` (the tool) installs it at start-up.
+// WFM_CPU_ALLOCATOR=default disables it, WFM_CPU_CACHE_MB overrides `cache_bytes`. Returns true when it is the
+// allocator in effect.
+bool InstallLargeBlockCpuAllocator(int64_t cache_bytes = 0);
+
+struct CpuAllocatorStats {
+  int64_t large_allocations = 0;  // requests served by the large-block path
+  int64_t reused = 0;             // ... of which came from the cache
+  int64_t mapped_bytes = 0;       // large blocks now mapped (live + cached)
+  int64_t peak_mapped_bytes = 0;
+  int64_t cached_bytes = 0;       // freed blocks kept for reuse
+};
+// All zero when the large-block allocator was never installed.
+CpuAllocatorStats LargeBlockCpuAllocatorStats();
 
 // One line describing the runtime: torch version, threads, BLAS, CUDA devices.
 std::string RuntimeSummary();
