@@ -2,6 +2,8 @@
 // 64000 — the shape of REFERENCE.md section 2, whose Python reference decodes 112 tokens/s on this machine):
 //   BM_DecodeCached/ctx     one incremental step with the KV cache at context ctx (tokens/s = items/s)
 //   BM_DecodeCachedBf16Head  the cached step with the output projection in bfloat16 (opt-in, inexact)
+//   BM_DecodeCachedInt8Head  ... with the int8 weight-only output projection (opt-in, inexact)
+//   BM_DecodeCachedAten     the cached step through the per-op ATen path instead of the fused decode step (A/B)
 //   BM_DecodeRecompute/ctx  the same next-token logits by a full forward over ctx tokens without a cache
 //   BM_DecodeBatch/B        one cached step for B futures at context 1024 (tokens/s over all B)
 //   BM_Prefill/len          batched prompt prefill (tokens/s)
@@ -69,6 +71,24 @@ void BM_DecodeCachedBf16Head(benchmark::State& state) {
   net->set_output_dtype(std::nullopt);
 }
 BENCHMARK(BM_DecodeCachedBf16Head)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime();
+
+// ... with the int8 weight-only output head (set_output_dtype(at::kChar)): a quarter of the traffic.
+void BM_DecodeCachedInt8Head(benchmark::State& state) {
+  auto& net = Net();
+  net->set_output_dtype(at::kChar);
+  BM_DecodeCached(state);
+  net->set_output_dtype(std::nullopt);
+}
+BENCHMARK(BM_DecodeCachedInt8Head)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime();
+
+// ... through the ATen per-op path (set_fused_decode(false)): the A/B baseline of the fused decode step.
+void BM_DecodeCachedAten(benchmark::State& state) {
+  auto& net = Net();
+  net->set_fused_decode(false);
+  BM_DecodeCached(state);
+  net->set_fused_decode(true);
+}
+BENCHMARK(BM_DecodeCachedAten)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime();
 
 void BM_DecodeRecompute(benchmark::State& state) {
   at::NoGradGuard g;

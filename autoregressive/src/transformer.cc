@@ -4,11 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <vector>
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#endif
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -19,67 +16,50 @@
 #include "wfm/core/nn/embedding.h"
 #include "wfm/core/nn/rope.h"
 
+#include "decode_kernels.h"
+
 namespace wfm::ar {
 namespace {
 
-#if defined(__x86_64__) && defined(__GNUC__)
-// Sums of the 8 lanes of a0..a3 -> [sum a0, sum a1, sum a2, sum a3].
-__attribute__((target("avx2,fma"))) inline __m128 Hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
-  const __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-  return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+// One weight of a (multi-)GEMV: y[:, offset + r] = scale[r] * dot(x, w[r]) for its n rows.
+struct GemvPart {
+  const void* w;
+  decode::WeightType type;
+  const float* scale;  // per row (int8), else null
+  int64_t n, offset;
+};
+
+// The GEMVs of several weights that share the input x [M, K] (e.g. wq/wk/wv), in one parallel region: blocks of 4
+// rows of one weight are split over the intra-op threads (~64 KB of fp32 weight per task at least).
+void ParallelGemv(const float* x, int64_t m, int64_t k, std::initializer_list<GemvPart> parts, float* out,
+                  int64_t stride) {
+  int64_t total = 0;
+  for (const GemvPart& p : parts) total += (p.n + 3) / 4;
+  const int64_t grain = std::max<int64_t>(1, (1 << 14) / (4 * k));
+  at::parallel_for(0, total, grain, [&](int64_t b0, int64_t b1) {
+    int64_t first = 0;  // first block of the current part
+    for (const GemvPart& p : parts) {
+      const int64_t blocks = (p.n + 3) / 4, lo = std::max(b0, first), hi = std::min(b1, first + blocks);
+      if (lo < hi)
+        decode::GemvRows(x, p.w, p.type, p.scale, out + p.offset, m, k, stride, (lo - first) * 4,
+                         std::min(p.n, (hi - first) * 4));
+      first += blocks;
+    }
+  });
 }
 
-// out[m, r] = dot(x[m], w[r]) for rows r in [r0, r1): 4 weight rows (16 KB at K = 1024) stay in L1 while the
-// input rows pass over them two at a time (8 accumulators), so the weight is streamed from memory once. K % 8 == 0.
-__attribute__((target("avx2,fma"))) void GemvRowsAvx2(const float* x, const float* w, float* out, int64_t m_rows,
-                                                      int64_t k_dim, int64_t n_rows, int64_t r0, int64_t r1) {
-  int64_t r = r0;
-  for (; r + 4 <= r1; r += 4) {
-    const float *w0 = w + r * k_dim, *w1 = w0 + k_dim, *w2 = w1 + k_dim, *w3 = w2 + k_dim;
-    int64_t m = 0;
-    for (; m + 2 <= m_rows; m += 2) {
-      const float *xa = x + m * k_dim, *xb = xa + k_dim;
-      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-      for (int64_t k = 0; k < k_dim; k += 8) {
-        const __m256 xva = _mm256_loadu_ps(xa + k), xvb = _mm256_loadu_ps(xb + k);
-        const __m256 v0 = _mm256_loadu_ps(w0 + k), v1 = _mm256_loadu_ps(w1 + k);
-        const __m256 v2 = _mm256_loadu_ps(w2 + k), v3 = _mm256_loadu_ps(w3 + k);
-        a0 = _mm256_fmadd_ps(v0, xva, a0), b0 = _mm256_fmadd_ps(v0, xvb, b0);
-        a1 = _mm256_fmadd_ps(v1, xva, a1), b1 = _mm256_fmadd_ps(v1, xvb, b1);
-        a2 = _mm256_fmadd_ps(v2, xva, a2), b2 = _mm256_fmadd_ps(v2, xvb, b2);
-        a3 = _mm256_fmadd_ps(v3, xva, a3), b3 = _mm256_fmadd_ps(v3, xvb, b3);
-      }
-      _mm_storeu_ps(out + m * n_rows + r, Hsum4(a0, a1, a2, a3));
-      _mm_storeu_ps(out + (m + 1) * n_rows + r, Hsum4(b0, b1, b2, b3));
-    }
-    for (; m < m_rows; ++m) {
-      const float* xa = x + m * k_dim;
-      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-      for (int64_t k = 0; k < k_dim; k += 8) {
-        const __m256 xv = _mm256_loadu_ps(xa + k);
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + k), xv, a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + k), xv, a1);
-        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + k), xv, a2);
-        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + k), xv, a3);
-      }
-      _mm_storeu_ps(out + m * n_rows + r, Hsum4(a0, a1, a2, a3));
-    }
-  }
-  for (; r < r1; ++r)  // tail rows
-    for (int64_t m = 0; m < m_rows; ++m) {
-      __m256 a = _mm256_setzero_ps();
-      for (int64_t k = 0; k < k_dim; k += 8)
-        a = _mm256_fmadd_ps(_mm256_loadu_ps(w + r * k_dim + k), _mm256_loadu_ps(x + m * k_dim + k), a);
-      const __m256 z = _mm256_setzero_ps();
-      out[m * n_rows + r] = _mm_cvtss_f32(Hsum4(a, z, z, z));
-    }
+// x [..., K] float32 (at most 16 rows) through one weight -> [..., N].
+at::Tensor GemvTensor(const at::Tensor& x, const GemvPart& part) {
+  const int64_t k = x.size(-1), m = x.numel() / k;
+  const at::Tensor xc = x.reshape({m, k}).contiguous();  // [M, K]
+  at::Tensor out = at::empty({m, part.n}, x.options());  // [M, N]
+  ParallelGemv(xc.data_ptr<float>(), m, k, {part}, out.data_ptr<float>(), part.n);
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = part.n;
+  return out.view(shape);
 }
 
-bool HaveAvx2Fma() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-}
-#endif
+const float* Ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
 
 // A bias-free Linear through DecodeLinear (which is at::linear, i.e. Linear::forward, except for decode-sized
 // inputs without autograd).
@@ -370,6 +350,11 @@ at::Tensor ArTransformerImpl::Hidden(const at::Tensor& tokens, int64_t start, Kv
                 cache->layers.size(), " layers, model ", config.n_layers);
   }
   at::Tensor h = tok_embeddings->forward(tokens);  // [B, S, dim]
+  if (cache != nullptr && s == 1 && h.is_contiguous() && FusedDecodeApplies(b, *cache)) {
+    DecodeFused(h, start, cache, context);
+    cache->set_length(start + 1);
+    return norm->forward(h);
+  }
   at::Tensor cos, sin, abs;
   Tables(start, s, h.scalar_type(), h.device(), &cos, &sin, &abs);
   for (int64_t i = 0; i < config.n_layers; ++i) {
@@ -380,6 +365,112 @@ at::Tensor ArTransformerImpl::Hidden(const at::Tensor& tokens, int64_t start, Kv
   return norm->forward(h);
 }
 
+bool ArTransformerImpl::FusedDecodeApplies(int64_t batch, const KvCache& cache) const {
+  const int64_t hd = config.HeadDim();
+  const at::Tensor& emb = tok_embeddings->weight;
+  if (!fused_decode_ || !decode::Available() || at::GradMode::is_enabled() || !emb.device().is_cpu() ||
+      emb.scalar_type() != at::kFloat || batch > 16 || hd % 8 != 0 || config.dim % 8 != 0 ||
+      config.ffn_hidden_size % 8 != 0 || cos_.size(1) != hd || (abs_.defined() && abs_.size(1) != config.dim))
+    return false;
+  for (const KvCache::Layer& l : cache.layers)
+    if (!l.k.device().is_cpu() || l.k.scalar_type() != at::kFloat || !l.k.is_contiguous() ||
+        l.v.scalar_type() != at::kFloat || !l.v.is_contiguous() || l.k.size(3) != hd || l.v.size(3) != hd)
+      return false;
+  for (const auto& blk : blocks_)
+    for (const at::Tensor& p : blk->parameters())
+      if (!p.device().is_cpu() || p.scalar_type() != at::kFloat || !p.is_contiguous()) return false;
+  return true;
+}
+
+// The decode step of every block for one new position p per sequence, in plain C++ over the raw weights (no ATen
+// dispatch per small op); cross-attention layers still call CrossAttend. Same operations and order as
+// ArTransformerBlockImpl::forward / ArAttentionImpl::SelfAttend for S = 1 (test ArModelTest.FusedDecodeEqualsAtenPath).
+void ArTransformerImpl::DecodeFused(at::Tensor& h, int64_t p, KvCache* cache, const TextContext* context) {
+  TORCH_CHECK(p + 1 <= cos_.size(0), "ArTransformer: position ", p, " exceeds the ", cos_.size(0),
+              " positions of the model (max_seq_len ", config.max_seq_len, ")");
+  const int64_t b = h.size(0), dim = config.dim, hd = config.HeadDim(), hq = config.n_heads, hkv = config.KvHeads();
+  const int64_t rep = hq / hkv, qd = hq * hd, kvd = hkv * hd, qs = qd + 2 * kvd, f = config.ffn_hidden_size;
+  const int64_t n = p + 1;  // attended positions
+  const bool interleaved = Style(config) == nn::RotaryStyle::kInterleaved;
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));  // nn::Attention's default
+  const int64_t need = b * (dim + qs + qd + dim + 3 * f) + b * hkv * rep * n;
+  if (static_cast<int64_t>(scratch_.size()) < need) scratch_.resize(need);  // grows only
+  float *xn = scratch_.data(), *qkv = xn + b * dim, *att = qkv + b * qs, *tmp = att + b * qd, *ff = tmp + b * dim;
+  float *gate = ff + 2 * b * f, *scores = gate + b * f;
+  const float *cosp = cos_.data_ptr<float>() + p * hd, *sinp = sin_.data_ptr<float>() + p * hd;
+  const float* absp = abs_.defined() ? abs_.data_ptr<float>() + p * dim : nullptr;
+  const auto add_rows = [&](float* hp, const float* y, int64_t stride) {  // hp[bi] += y[bi] (or += y for stride 0)
+    for (int64_t bi = 0; bi < b; ++bi)
+      for (int64_t j = 0; j < dim; ++j) hp[bi * dim + j] += y[bi * stride + j];
+  };
+  const auto lin = [](const torch::nn::Linear& l, int64_t n_rows, int64_t offset) {
+    return GemvPart{l->weight.data_ptr<float>(), decode::WeightType::kFloat32, nullptr, n_rows, offset};
+  };
+  for (int64_t i = 0; i < config.n_layers; ++i) {
+    ArTransformerBlockImpl& blk = *blocks_[i];
+    ArAttentionImpl& a = *blk.attention;
+    KvCache::Layer& layer = cache->layers[i];
+    float* hp = h.data_ptr<float>();  // [B, dim]
+    if (absp != nullptr) add_rows(hp, absp, 0);
+    // attention_norm -> q, k, v  [B, Hq*D + 2*Hkv*D]
+    for (int64_t bi = 0; bi < b; ++bi)
+      decode::RmsNorm(hp + bi * dim, Ptr(blk.attention_norm->weight), blk.attention_norm->options.eps(), dim,
+                      xn + bi * dim);
+    if (a.wqkv) {
+      ParallelGemv(xn, b, dim, {lin(a.wqkv, qs, 0)}, qkv, qs);
+    } else {
+      ParallelGemv(xn, b, dim, {lin(a.wq, qd, 0), lin(a.wk, kvd, qd), lin(a.wv, kvd, qd + kvd)}, qkv, qs);
+    }
+    // QK-norm, RoPE, q * scale; K/V into the cache at position p
+    const int64_t cap = layer.k.size(2);
+    float *kc = layer.k.data_ptr<float>(), *vc = layer.v.data_ptr<float>();  // [Bc, Hkv, capacity, D]
+    for (int64_t bi = 0; bi < b; ++bi) {
+      float* row = qkv + bi * qs;
+      for (int64_t hh = 0; hh < hq; ++hh) {
+        float* q = row + hh * hd;
+        if (a.q_norm) decode::RmsNorm(q, Ptr(a.q_norm->weight), a.q_norm->options.eps(), hd, q);
+        decode::Rotary(q, cosp, sinp, hd, interleaved);
+        for (int64_t j = 0; j < hd; ++j) q[j] *= scale;
+      }
+      for (int64_t g = 0; g < hkv; ++g) {
+        float* k = row + qd + g * hd;
+        if (a.k_norm) decode::RmsNorm(k, Ptr(a.k_norm->weight), a.k_norm->options.eps(), hd, k);
+        decode::Rotary(k, cosp, sinp, hd, interleaved);
+        const int64_t at_p = ((bi * hkv + g) * cap + p) * hd;
+        std::copy(k, k + hd, kc + at_p);
+        std::copy(row + qd + kvd + g * hd, row + qd + kvd + (g + 1) * hd, vc + at_p);
+      }
+    }
+    // attention over the filled prefix [0, p]: the rep query heads of one KV head together  -> att [B, Hq*D]
+    at::parallel_for(0, b * hkv, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t bi = t / hkv, g = t % hkv, kv0 = (bi * hkv + g) * cap * hd;
+        decode::AttendCached(qkv + bi * qs + g * rep * hd, kc + kv0, vc + kv0, rep, n, hd, scores + t * rep * n,
+                             att + bi * qd + g * rep * hd);
+      }
+    });
+    ParallelGemv(att, b, qd, {lin(a.wo, dim, 0)}, tmp, dim);
+    add_rows(hp, tmp, dim);
+    if (blk.cross_attention) {
+      TORCH_CHECK(context != nullptr && context->embeddings.defined(), "ArTransformer: layer ", i,
+                  " has cross-attention and needs a text context");
+      h = (h + blk.cross_attention->CrossAttend(blk.cross_attention_norm->forward(h), *context, &layer)).contiguous();
+      hp = h.data_ptr<float>();
+    }
+    // SwiGLU: w2(silu(w1 x) * w3 x), x = ffn_norm(h)
+    for (int64_t bi = 0; bi < b; ++bi)
+      decode::RmsNorm(hp + bi * dim, Ptr(blk.ffn_norm->weight), blk.ffn_norm->options.eps(), dim, xn + bi * dim);
+    ParallelGemv(xn, b, dim, {lin(blk.feed_forward->w1, f, 0), lin(blk.feed_forward->w3, f, f)}, ff, 2 * f);
+    for (int64_t bi = 0; bi < b; ++bi)
+      for (int64_t j = 0; j < f; ++j) {
+        const float x1 = ff[bi * 2 * f + j], x3 = ff[bi * 2 * f + f + j];
+        gate[bi * f + j] = x1 / (1.f + std::exp(-x1)) * x3;
+      }
+    ParallelGemv(gate, b, f, {lin(blk.feed_forward->w2, dim, 0)}, tmp, dim);
+    add_rows(hp, tmp, dim);
+  }
+}
+
 at::Tensor ArTransformerImpl::forward(const at::Tensor& tokens, int64_t start, KvCache* cache,
                                       const TextContext* context, bool last_only) {
   at::Tensor h = Hidden(tokens, start, cache, context);
@@ -387,38 +478,50 @@ at::Tensor ArTransformerImpl::forward(const at::Tensor& tokens, int64_t start, K
   return Output(h);  // [B, S, vocab]
 }
 
+void ArTransformerImpl::set_output_dtype(std::optional<at::ScalarType> dtype) {
+  TORCH_CHECK(!dtype || *dtype == at::kChar || at::isFloatingType(*dtype),
+              "ArTransformer::set_output_dtype: a floating dtype or int8 (kChar), got ", *dtype);
+  output_dtype_ = dtype;
+}
+
 at::Tensor ArTransformerImpl::Output(const at::Tensor& h) {
   const at::Tensor& w = output->weight;
   if (at::GradMode::is_enabled()) return output->forward(h);
   if (!output_dtype_ || *output_dtype_ == w.scalar_type()) return DecodeLinear(h, w);
+  const at::ScalarType dtype = *output_dtype_;
   if (!output_weight_cast_.defined() || output_weight_version_ != w._version() ||
-      output_weight_cast_.device() != w.device()) {
-    output_weight_cast_ = w.detach().to(*output_dtype_);
+      output_weight_cast_.device() != w.device() || output_weight_cast_.scalar_type() != dtype) {
+    const at::Tensor wd = w.detach();
+    if (dtype == at::kChar) {  // symmetric per-row int8: w ~= q * scale, |q| <= 127
+      output_scale_ = (wd.abs().amax(1).to(at::kFloat) / 127.0).clamp_min(1e-30).contiguous();  // [N]
+      output_weight_cast_ =
+          (wd.to(at::kFloat) / output_scale_.unsqueeze(1)).round().clamp(-127, 127).to(at::kChar).contiguous();
+    } else {
+      output_weight_cast_ = wd.to(dtype).contiguous();
+      output_scale_ = at::Tensor();
+    }
     output_weight_version_ = w._version();
   }
-  return at::linear(h.to(*output_dtype_), output_weight_cast_).to(w.scalar_type());
+  const int64_t k = w.size(1), n = w.size(0), m = h.numel() / k;
+  if (decode::Available() && h.device().is_cpu() && h.scalar_type() == at::kFloat && k % 8 == 0 && m <= 16 &&
+      (dtype == at::kChar || dtype == at::kBFloat16)) {  // input stays fp32; weights widened exactly
+    const bool q8 = dtype == at::kChar;
+    return GemvTensor(h, {output_weight_cast_.data_ptr(), q8 ? decode::WeightType::kInt8 : decode::WeightType::kBFloat16,
+                          q8 ? output_scale_.data_ptr<float>() : nullptr, n, 0});
+  }
+  if (dtype == at::kChar)  // other devices / larger batches: dequantised weight
+    return at::linear(h, output_weight_cast_.to(h.scalar_type()) * output_scale_.to(h.scalar_type()).unsqueeze(1));
+  return at::linear(h.to(dtype), output_weight_cast_).to(w.scalar_type());
 }
 
 at::Tensor DecodeLinear(const at::Tensor& x, const at::Tensor& w) {
-#if defined(__x86_64__) && defined(__GNUC__)
   const int64_t k = w.size(-1), n = w.size(0), m = x.numel() / std::max<int64_t>(k, 1);
-  if (HaveAvx2Fma() && !at::GradMode::is_enabled() && x.device().is_cpu() && w.device().is_cpu() &&
+  if (decode::Available() && !at::GradMode::is_enabled() && x.device().is_cpu() && w.device().is_cpu() &&
       x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat && w.dim() == 2 && x.size(-1) == k &&
       k % 8 == 0 && m >= 1 && m <= 16) {
-    const at::Tensor xc = x.reshape({m, k}).contiguous(), wc = w.contiguous();  // [M, K], [N, K]
-    std::vector<int64_t> shape = x.sizes().vec();
-    shape.back() = n;
-    at::Tensor out = at::empty({m, n}, x.options());  // [M, N]
-    const float *xp = xc.data_ptr<float>(), *wp = wc.data_ptr<float>();
-    float* op = out.data_ptr<float>();
-    // blocks of 4 rows; grain ~256 KB of weight per task
-    const int64_t blocks = (n + 3) / 4, grain = std::max<int64_t>(1, (1 << 16) / (4 * k));
-    at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
-      GemvRowsAvx2(xp, wp, op, m, k, n, b0 * 4, std::min(n, b1 * 4));
-    });
-    return out.view(shape);
+    const at::Tensor wc = w.contiguous();  // [N, K]
+    return GemvTensor(x, {wc.data_ptr<float>(), decode::WeightType::kFloat32, nullptr, n, 0});
   }
-#endif
   return at::linear(x, w);
 }
 

@@ -92,6 +92,47 @@ TEST_P(ArModelTest, GatheredCacheContinuesEveryRow) {
   EXPECT_LE(testing::MaxRelDiff(got, ref), 1e-4);
 }
 
+// The fused decode step (plain C++ over the raw weights) against the ATen path it replaces, step by step after a
+// prefill, for 3 rows and for 1 row, with both RoPE styles and fused wqkv: logits and the written K/V.
+TEST_P(ArModelTest, FusedDecodeEqualsTheAtenPath) {
+  for (const bool v1 : {false, true}) {
+    ArConfig c = Tiny(GetParam());
+    if (v1) c.pytorch_rope_version = "v1", c.fuse_qkv = true;
+    ArTransformer net = Net(c, 4);
+    at::NoGradGuard g;
+    const TextContext text = Text(3, c.context_dim);
+    at::manual_seed(6);
+    const int64_t n = c.max_seq_len;
+    const at::Tensor tokens = at::randint(0, c.vocab_size, {3, n}, at::kLong);
+    for (const int64_t rows : {3, 1}) {
+      const TextContext t{text.embeddings.narrow(0, 0, rows), text.mask.narrow(0, 0, rows)};
+      KvCache fused = net->NewCache(rows, n), aten = net->NewCache(rows, n);
+#if defined(__x86_64__) && defined(__GNUC__)
+      if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        EXPECT_TRUE(net->FusedDecodeApplies(rows, fused)) << "the fused path should serve this step";
+#endif
+      net->forward(tokens.narrow(0, 0, rows).narrow(1, 0, 5), 0, &fused, &t);
+      net->forward(tokens.narrow(0, 0, rows).narrow(1, 0, 5), 0, &aten, &t);
+      double worst = 0;
+      for (int64_t p = 5; p < n; ++p) {
+        const at::Tensor step = tokens.narrow(0, 0, rows).narrow(1, p, 1);
+        const at::Tensor a = net->forward(step, p, &fused, &t);
+        net->set_fused_decode(false);
+        EXPECT_FALSE(net->FusedDecodeApplies(rows, aten));
+        const at::Tensor b = net->forward(step, p, &aten, &t);
+        net->set_fused_decode(true);
+        worst = std::max(worst, testing::MaxRelDiff(a, b));
+      }
+      EXPECT_LE(worst, 1e-5) << (v1 ? "v1 rope, wqkv" : "v2 rope") << ", " << rows
+                             << " rows: fused decode logits != ATen path (max rel diff " << worst << ")";
+      for (size_t i = 0; i < fused.layers.size(); ++i) {
+        EXPECT_LE(testing::MaxRelDiff(fused.layers[i].k, aten.layers[i].k), 1e-5) << "layer " << i << " keys";
+        EXPECT_LE(testing::MaxRelDiff(fused.layers[i].v, aten.layers[i].v), 1e-5) << "layer " << i << " values";
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Layouts, ArModelTest, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "Video2World" : "Base"; });
 
@@ -112,6 +153,38 @@ TEST(ArModelTest, Bf16OutputHeadIsCloseAndFollowsWeightChanges) {
   EXPECT_LT(testing::MaxRelDiff(doubled, exact * 2), 2e-2);
   net->set_output_dtype(std::nullopt);
   EXPECT_TRUE(at::allclose(net->forward(tokens), exact * 2, 1e-5, 1e-5));
+}
+
+// int8 weight-only output head (per-row scales): every logit within the quantisation bound
+// |dot(x, w - q*s)| <= s/2 * sum|x| of the exact one, close overall, the same argmax on almost every row; the
+// decode-sized kernel (<= 16 rows) and the dequantised fallback (more rows) agree; weight changes are followed.
+TEST(ArModelTest, Int8OutputHeadIsWithinItsBoundAndKeepsTheArgmax) {
+  const ArConfig c = Tiny(false);
+  ArTransformer net = Net(c, 8);
+  at::manual_seed(5);
+  const at::Tensor tokens = at::randint(0, c.vocab_size, {2, 20}, at::kLong);
+  at::NoGradGuard g;
+  const at::Tensor exact = net->forward(tokens);                                   // [2, 20, V]
+  const at::Tensor h = net->Hidden(tokens);                                        // [2, 20, dim]
+  const at::Tensor scale = net->output->weight.abs().amax(1) / 127;                // [V]
+  const at::Tensor bound = 0.5 * h.abs().sum(-1, true) * scale + 1e-5 * exact.abs() + 1e-6;
+  net->set_output_dtype(at::kChar);
+  const at::Tensor q = net->forward(tokens);  // 40 rows: the dequantised fallback
+  const at::Tensor last = net->forward(tokens, 0, nullptr, nullptr, /*last_only=*/true);  // 2 rows: the kernel
+  EXPECT_EQ(q.scalar_type(), at::kFloat);
+  EXPECT_TRUE(((q - exact).abs() <= bound).all().item<bool>())
+      << "int8 head exceeds its quantisation bound; max excess " << ((q - exact).abs() - bound).max().item<double>();
+  const double rel = testing::MaxRelDiff(q, exact);
+  EXPECT_LT(rel, 1e-2) << "int8 head max rel diff " << rel;
+  EXPECT_GT(testing::MaxAbsDiff(q, exact), 0.0) << "the int8 head should actually be used";
+  const double agree = (q.argmax(-1) == exact.argmax(-1)).to(at::kFloat).mean().item<double>();
+  EXPECT_GE(agree, 0.9) << "argmax agreement " << agree;
+  EXPECT_LE(testing::MaxRelDiff(last, q.narrow(1, 19, 1)), 1e-5) << "kernel != dequantised fallback";
+  net->output->weight.mul_(2);
+  EXPECT_LE(testing::MaxRelDiff(net->forward(tokens), exact * 2), 1e-2) << "stale int8 weight after a change";
+  net->set_output_dtype(at::kBFloat16);  // switching the mode re-converts
+  EXPECT_LE(testing::MaxRelDiff(net->forward(tokens, 0, nullptr, nullptr, true), exact.narrow(1, 19, 1) * 2), 2e-2);
+  EXPECT_THROW(net->set_output_dtype(at::kLong), c10::Error);
 }
 
 // The decode GEMV (AVX2 kernel where available) against at::linear: 1..16 input rows, a weight whose row count is
