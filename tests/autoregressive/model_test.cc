@@ -148,6 +148,12 @@ TEST(ArModelTest, Bf16OutputHeadIsCloseAndFollowsWeightChanges) {
   EXPECT_EQ(fast.scalar_type(), at::kFloat);
   EXPECT_LT(testing::MaxRelDiff(fast, exact), 2e-2);
   EXPECT_GT(testing::MaxAbsDiff(fast, exact), 0.0) << "the bf16 head should actually be used";
+  {  // the decode-sized kernel (<= 16 rows, fp32 input) = the fp32 product with the bf16-rounded weight
+    const at::Tensor h = net->Hidden(tokens).narrow(1, 19, 1);  // [2, 1, dim]
+    const at::Tensor ref = at::linear(h, net->output->weight.to(at::kBFloat16).to(at::kFloat));
+    const at::Tensor last = net->forward(tokens, 0, nullptr, nullptr, /*last_only=*/true);
+    EXPECT_LE(testing::MaxRelDiff(last, ref), 1e-4) << "bf16 decode kernel";
+  }
   net->output->weight.mul_(2);  // the cached bf16 copy must be refreshed
   const at::Tensor doubled = net->forward(tokens);
   EXPECT_LT(testing::MaxRelDiff(doubled, exact * 2), 2e-2);
@@ -198,6 +204,11 @@ TEST(ArModelTest, DecodeLinearEqualsLinear) {
     const double d = testing::MaxRelDiff(DecodeLinear(x, w), at::linear(x, w));
     EXPECT_LE(d, 1e-5) << m << " rows";
     EXPECT_EQ(DecodeLinear(x, w).sizes(), at::IntArrayRef({m, 1, 1003}));
+  }
+  const at::Tensor w264 = at::randn({77, 264});  // K % 16 != 0: the 8-lane kernel on AVX-512 machines too
+  for (int64_t m : {1, 3}) {
+    const at::Tensor x = at::randn({m, 264});
+    EXPECT_LE(testing::MaxRelDiff(DecodeLinear(x, w264), at::linear(x, w264)), 1e-5) << m << " rows, K = 264";
   }
   const at::Tensor xt = at::randn({256, 2}).t();  // [2, 256], non-contiguous
   EXPECT_LE(testing::MaxRelDiff(DecodeLinear(xt, w), at::linear(xt, w)), 1e-5);
