@@ -8,6 +8,7 @@
 //   BM_DecodeBatch/B        one cached step for B futures at context 1024 (tokens/s over all B)
 //   BM_Prefill/len          batched prompt prefill (tokens/s)
 //   BM_Generate             GenerateTokens end to end: 1 prompt frame (256 tokens) + 256 sampled (top-p 0.9)
+//   BM_SampleTopP/peaked    the top-p 0.9 sampler on one row of 64000 logits, flat (0) or peaked (1)
 //   BM_OutputProjection/M/k  the 64000 x 256 output projection of M rows: k = 0 at::linear, 1 ar::DecodeLinear
 //   BM_TrainLoss/chunk      one training forward + backward (TeacherForcedLoss, B=2 x 3 latent frames: 1024
 //                           predicted positions x 64000 codes) with the plain (-1) or chunked (0 = auto) loss;
@@ -22,6 +23,7 @@
 #include <benchmark/benchmark.h>
 
 #include "wfm/autoregressive/generate.h"
+#include "wfm/autoregressive/sampling.h"
 #include "wfm/autoregressive/train.h"
 #include "wfm/autoregressive/transformer.h"
 #include "wfm/core/runtime.h"
@@ -154,6 +156,19 @@ void BM_Generate(benchmark::State& state) {
   state.counters["tokens"] = static_cast<double>(tokens);
 }
 BENCHMARK(BM_Generate)->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime()->Iterations(3);
+
+// The top-p 0.9 sampler alone on one row of 64000 logits: arg 0 = flat (N(0, 1) logits, as random weights give:
+// the nucleus holds most codes, full sort), 1 = peaked (N(0, 1) * 8: a trained model's few-code nucleus).
+void BM_SampleTopP(benchmark::State& state) {
+  at::manual_seed(0);
+  const at::Tensor logits = at::randn({1, 64000}) * (state.range(0) ? 8.0 : 1.0);
+  auto policy = *wfm::ar::MakeTokenPolicy(wfm::ar::SamplingOptions{1.0, 0, 0.9});
+  std::vector<at::Generator> gens = wfm::ar::SampleGenerators(1, 1);
+  at::NoGradGuard no_grad;
+  for (auto _ : state) benchmark::DoNotOptimize(policy->Choose(logits, gens));
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_SampleTopP)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime();
 
 // The output projection alone, [M, 256] x [64000, 256]^T: arg 1 = 0 at::linear (LibTorch), 1 DecodeLinear.
 void BM_OutputProjection(benchmark::State& state) {

@@ -3,6 +3,7 @@
 #include "wfm/autoregressive/sampling.h"
 
 #include <algorithm>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -22,6 +23,34 @@ int64_t Race(const at::Tensor& p, at::Generator& gen) {
 at::Tensor Rows(const at::Tensor& logits) {
   TORCH_CHECK(logits.dim() == 2, "TokenPolicy: logits must be [B, V], got ", logits.sizes());
   return logits.detach().to(at::kCPU, at::kFloat).contiguous();
+}
+
+// The sorted head of probabilities `row` [V] (float32, contiguous) that contains the top-p nucleus, for peaked
+// distributions (a trained model's): the tokens with probability >= tau for a falling threshold tau, until they
+// hold more than p of the mass (the nucleus is then inside them: it is the shortest such sorted prefix). A few
+// linear scans instead of topk/sort over V; false (use the sort path) when the head would exceed 2048 tokens.
+bool NucleusByThreshold(const at::Tensor& row, double p, at::Tensor* vals, at::Tensor* idx) {
+  if (row.scalar_type() != at::kFloat || !row.is_contiguous() || row.dim() != 1) return false;
+  const float* pr = row.data_ptr<float>();
+  const int64_t v = row.size(0);
+  const float mx = *std::max_element(pr, pr + v);
+  std::vector<int64_t> head;
+  for (float tau = mx * 1e-2f; tau > 0.f; tau *= 1e-2f) {
+    head.clear();
+    double mass = 0;
+    for (int64_t j = 0; j < v; ++j)
+      if (pr[j] >= tau) {
+        if (head.size() == 2048) return false;
+        head.push_back(j);
+        mass += pr[j];
+      }
+    if (mass > p) break;
+  }
+  if (head.empty()) return false;
+  std::stable_sort(head.begin(), head.end(), [&](int64_t a, int64_t b) { return pr[a] > pr[b]; });
+  *idx = at::tensor(head, at::kLong);
+  *vals = row.index_select(0, *idx);
+  return true;
 }
 
 }  // namespace
@@ -67,14 +96,16 @@ at::Tensor TopPPolicy::Choose(const at::Tensor& logits, std::vector<at::Generato
   auto o = out.accessor<int64_t, 1>();
   for (int64_t i = 0; i < b; ++i) {
     const at::Tensor row = probs[i];
-    // Grow the sorted head until it holds more than p of the mass (every later token is then dropped): the top 64,
-    // then the top 1024 (a trained model's nucleus), else one full sort (flat distributions, e.g. random weights:
-    // a longer chain of ever larger top-k calls cost more than the sort it ends with).
     at::Tensor vals, idx;
-    for (int64_t k : {int64_t{64}, int64_t{1024}, v}) {
-      k = std::min(k, v);
-      std::tie(vals, idx) = k == v ? row.sort(-1, /*descending=*/true) : row.topk(k);  // sorted, descending
-      if (k == v || vals.sum().item<double>() > p_) break;
+    if (!NucleusByThreshold(row, p_, &vals, &idx)) {
+      // Grow the sorted head until it holds more than p of the mass (every later token is then dropped): the
+      // top 64, then the top 1024, else one full sort (flat distributions, e.g. random weights: a longer chain of
+      // ever larger top-k calls cost more than the sort it ends with).
+      for (int64_t k : {int64_t{64}, int64_t{1024}, v}) {
+        k = std::min(k, v);
+        std::tie(vals, idx) = k == v ? row.sort(-1, /*descending=*/true) : row.topk(k);  // sorted, descending
+        if (k == v || vals.sum().item<double>() > p_) break;
+      }
     }
     const at::Tensor csum = vals.cumsum(0);
     const at::Tensor kept = vals.masked_fill((csum - vals) > p_, 0.0);

@@ -2,6 +2,8 @@
 // argmax of a full recompute (also across sliding-window slides), guidance, the frame callback, bad input.
 #include <ATen/ATen.h>
 
+#include <set>
+
 #include <vector>
 
 #include "ar_test_util.h"
@@ -53,6 +55,29 @@ TEST(ArSamplingTest, TopPWithALargeFlatVocabulary) {
       EXPECT_LE(probs[r].masked_select(probs[r] > p).sum().item<double>(), 0.9 + 1e-6);
     }
   }
+}
+
+TEST(ArSamplingTest, TopPWithAPeakedLargeVocabulary) {
+  // a trained model's peaked distribution over 64000 codes: the threshold search finds the few-code nucleus
+  at::manual_seed(1);
+  const at::Tensor logits = at::randn({2, 64000}) * 8;
+  TopPPolicy policy(1.0, 0.9);
+  auto gens = SampleGenerators(4, 2);
+  const at::Tensor probs = at::softmax(logits, -1);
+  std::set<int64_t> seen;
+  for (int i = 0; i < 200; ++i) {
+    const at::Tensor t = policy.Choose(logits, gens);
+    for (int64_t r = 0; r < 2; ++r) {
+      const double p = probs[r][t[r].item<int64_t>()].item<double>();
+      EXPECT_LE(probs[r].masked_select(probs[r] > p).sum().item<double>(), 0.9 + 1e-6) << "outside the nucleus";
+      if (r == 0) seen.insert(t[r].item<int64_t>());
+    }
+  }
+  // every nucleus token of row 0 with probability >= 5% is drawn at least once in 200 draws
+  const auto [vals, idx] = probs[0].sort(-1, true);
+  const at::Tensor before = vals.cumsum(0) - vals;
+  for (int64_t j = 0; j < 64000 && before[j].item<double>() <= 0.9; ++j)
+    if (vals[j].item<double>() >= 0.05) EXPECT_TRUE(seen.count(idx[j].item<int64_t>())) << "rank " << j;
 }
 
 TEST(ArSamplingTest, TopKTemperatureAndGreedy) {
