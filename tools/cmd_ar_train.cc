@@ -48,42 +48,6 @@ absl::Status ParseLatentShape(const std::string& text, std::vector<int64_t>* sha
   return absl::OkStatus();
 }
 
-// Curated webdataset shards (`wfm curate` output: KEY.mp4 + KEY.txt caption + KEY.json) -> KEY.mp4 and its caption
-// sidecar KEY.txt in `dir` (existing files are kept, so a resumed run does not extract again), for the video
-// source. Returns the number of clips.
-absl::StatusOr<int64_t> ExtractShards(const std::vector<std::string>& inputs, const std::string& dir) {
-  namespace fs = std::filesystem;
-  std::vector<std::string> tars;
-  for (const auto& in : inputs) {
-    WFM_ASSIGN_OR_RETURN(std::vector<std::string> found, curation::ListShards(in), "--shards");
-    tars.insert(tars.end(), found.begin(), found.end());
-  }
-  if (tars.empty()) return absl::NotFoundError("--shards: no *.tar shards found");
-  curation::DatasetOptions options;
-  options.extensions = {"mp4", "txt"};
-  WFM_ASSIGN_OR_RETURN(auto reader, curation::DatasetReader::Open(tars, options));
-  WFM_RETURN_IF_ERROR(MakeDirs(dir));
-  int64_t clips = 0;
-  for (curation::Sample sample;;) {
-    WFM_ASSIGN_OR_RETURN(bool more, reader->Next(&sample));
-    if (!more) break;
-    if (!sample.Has("mp4")) continue;
-    std::string name = fs::path(sample.shard).stem().string() + "_" + sample.key;
-    for (char& c : name)
-      if (c == '/') c = '_';
-    const fs::path video = fs::path(dir) / (name + ".mp4");
-    if (!fs::exists(video)) {
-      if (sample.Has("txt"))
-        WFM_RETURN_IF_ERROR(WriteFileAtomically(fs::path(video).replace_extension(".txt").string(), sample.Text()));
-      WFM_RETURN_IF_ERROR(WriteFileAtomically(video.string(), sample.Get("mp4")));
-    }
-    ++clips;
-  }
-  if (clips == 0) return absl::NotFoundError("--shards: the shards hold no KEY.mp4 samples");
-  WFM_LOG(INFO) << "shards: " << clips << " clips from " << tars.size() << " shard(s), extracted to " << dir;
-  return clips;
-}
-
 int RunTrain(int argc, char** argv) {
   ar::ArTrainOptions o;
   std::string config, latent_shape, max_time;
@@ -175,9 +139,12 @@ int RunTrain(int argc, char** argv) {
     o.max_time_s = *s;
   }
   if (!shards.empty()) {
+    // KEY.mp4 + KEY.txt caption sidecars, extracted once (a resumed run keeps them), tokenized on the fly.
     const std::string dir = (std::filesystem::path(o.output_dir) / "shard_videos").string();
-    if (auto n = ExtractShards(shards, dir); !n.ok()) return ReportError(n.status());
-    o.videos = {dir};
+    auto x = curation::ExtractShardClips(shards, dir);
+    if (!x.ok()) return ReportError(Annotate(x.status(), "--shards"));
+    WFM_LOG(INFO) << "shards: " << x->clips << " clips from " << x->shards.size() << " shard(s), extracted to " << dir;
+    o.videos = x->sources;
   }
   o.seed = static_cast<uint64_t>(seed);
   o.resume = !no_resume;

@@ -66,43 +66,18 @@ absl::StatusOr<TokenizerConfig> ResolveConfig(const std::string& spec, int64_t c
 }
 
 // Inputs may be curated webdataset shards (`*.tar`, or directories holding them; samples `KEY.mp4` [+ json/txt]).
-// Their videos are extracted once into `cache_dir` (resumable; disk use = the shards' video bytes) and trained on
-// like a folder of videos, with the same time split per clip. Everything else passes through.
+// Their videos are extracted once into `cache_dir` (curation::ExtractShardClips: resumable; disk use = the shards'
+// video bytes) and trained on like a folder of videos, with the same time split per clip. Everything else passes
+// through.
 absl::StatusOr<std::vector<std::string>> ExpandShards(const std::vector<std::string>& inputs,
                                                       const std::string& cache_dir) {
-  std::vector<std::string> out, shards;
-  for (const auto& in : inputs) {
-    std::error_code ec;
-    const bool tar = fs::is_regular_file(in, ec) && fs::path(in).extension() == ".tar";
-    if (tar || fs::is_directory(in, ec)) {
-      auto found = curation::ListShards(in);
-      if (found.ok() && !found->empty()) {
-        shards.insert(shards.end(), found->begin(), found->end());
-        if (tar) continue;
-      }
-    }
-    if (!tar) out.push_back(in);  // a video, or a directory (its videos are found by the clip sampler)
-  }
-  if (shards.empty()) return out;
-  WFM_ASSIGN_OR_RETURN(auto reader, curation::DatasetReader::Open(shards, {.extensions = {"mp4"}}));
-  WFM_RETURN_IF_ERROR(MakeDirs(cache_dir));
-  curation::Sample sample;
-  int64_t extracted = 0;
-  for (;;) {
-    WFM_ASSIGN_OR_RETURN(bool more, reader->Next(&sample));
-    if (!more) break;
-    if (!sample.Has("mp4")) continue;
-    std::string name = sample.key;
-    for (char& c : name)
-      if (c == '/') c = '_';
-    const std::string path = (fs::path(cache_dir) / (fs::path(sample.shard).stem().string() + "_" + name + ".mp4")).string();
-    if (!fs::exists(path)) WFM_RETURN_IF_ERROR(WriteFileAtomically(path, sample.Get("mp4")));
-    ++extracted;
-  }
-  if (extracted == 0) return absl::NotFoundError("the given shards hold no KEY.mp4 samples");
-  WFM_LOG(INFO) << "shards: " << extracted << " clips from " << shards.size() << " shard(s) in " << cache_dir;
-  out.push_back(cache_dir);
-  return out;
+  curation::ExtractOptions options;
+  options.allow_other_inputs = true;
+  WFM_ASSIGN_OR_RETURN(curation::ExtractedShards x, curation::ExtractShardClips(inputs, cache_dir, options), "--input");
+  if (!x.shards.empty())
+    WFM_LOG(INFO) << "shards: " << x.clips << " clips (" << x.extracted << " newly extracted) from " << x.shards.size()
+                  << " shard(s) in " << cache_dir;
+  return x.sources;
 }
 
 std::string Join(int argc, char** argv) {

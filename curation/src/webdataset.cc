@@ -496,6 +496,55 @@ absl::StatusOr<bool> DatasetReader::Next(Sample* sample) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+absl::StatusOr<ExtractedShards> ExtractShardClips(const std::vector<std::string>& inputs, const std::string& dir,
+                                                  const ExtractOptions& options) {
+  ExtractedShards out;
+  for (const auto& in : inputs) {
+    std::error_code ec;
+    const bool is_dir = fs::is_directory(in, ec);
+    const bool tar = !is_dir && fs::path(in).extension() == ".tar";
+    if (!options.allow_other_inputs || tar || is_dir) {
+      if (!options.allow_other_inputs && !tar && !is_dir && fs::exists(in, ec))
+        return absl::InvalidArgumentError(absl::StrCat(in, ": not a webdataset shard (*.tar) or a directory of shards"));
+      WFM_ASSIGN_OR_RETURN(std::vector<std::string> found, ListShards(in));
+      if (found.empty() && !options.allow_other_inputs)
+        return absl::NotFoundError(absl::StrCat("no *.tar shards under ", in));
+      out.shards.insert(out.shards.end(), found.begin(), found.end());
+    }
+    if (options.allow_other_inputs && !tar) out.sources.push_back(in);
+  }
+  if (out.shards.empty()) return out;
+  WFM_RETURN_IF_ERROR(MakeDirs(dir));
+  ShardReaderOptions wanted;
+  wanted.extensions = {"mp4", "txt"};
+  for (const std::string& shard : out.shards) {
+    WFM_ASSIGN_OR_RETURN(auto reader, ShardReader::Open(shard, wanted));
+    const std::string stem = fs::path(shard).stem().string();
+    int64_t clips = 0;
+    for (Sample sample;;) {
+      WFM_ASSIGN_OR_RETURN(bool more, reader->Next(&sample));
+      if (!more) break;
+      if (!sample.Has("mp4")) continue;
+      std::string name = stem + "_" + sample.key;
+      std::replace(name.begin(), name.end(), '/', '_');
+      const fs::path video = fs::path(dir) / (name + ".mp4");
+      ++clips;
+      if (fs::exists(video)) continue;
+      if (sample.Has("txt"))  // the caption first: a video on disk always has its caption
+        WFM_RETURN_IF_ERROR(WriteFileAtomically(fs::path(video).replace_extension(".txt").string(), sample.Text()));
+      WFM_RETURN_IF_ERROR(WriteFileAtomically(video.string(), sample.Get("mp4")));
+      ++out.extracted;
+    }
+    out.clips += clips;
+  }
+  if (out.clips == 0)
+    return absl::NotFoundError(absl::StrCat("the shards hold no KEY.mp4 samples (", out.shards.size(),
+                                            " shard(s), first ", out.shards.front(), ")"));
+  out.sources.push_back(dir);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------
 std::string ShardBin(int width, int height, double duration_s) {
   if (width <= 0 || height <= 0) return "resolution_unknown";
   int short_side = std::min(width, height);

@@ -336,6 +336,7 @@ void Bind(py::module_& m) {
         py::object config;
         int64_t vocab_size = 0, max_seq_len = 0, seed = 0;
         std::vector<int64_t> latent_shape;
+        std::vector<std::string> shards;
         bool no_resume = false, quiet = true;
         OptionTable t("wfm.ar.train");
         t.Add("config", [&](py::handle v) { config = py::reinterpret_borrow<py::object>(v); })
@@ -354,6 +355,7 @@ void Bind(py::module_& m) {
             .Add("init_weights", &o.init_weights)
             .Add("tokens", &o.tokens_dir)
             .Add("videos", &o.videos)
+            .Add("shards", &shards)
             .Add("synthetic", &o.synthetic)
             .Add("tokenizer_config", &o.tokenizer_config)
             .Add("tokenizer_weights", &o.tokenizer_weights)
@@ -376,9 +378,9 @@ void Bind(py::module_& m) {
         if (config.is_none())
           throw py::value_error("wfm.ar.train: 'config' (a preset, params json or dict) is required");
         if (o.output_dir.empty()) throw py::value_error("wfm.ar.train: 'output' (a run directory) is required");
-        if (int(!o.tokens_dir.empty()) + int(!o.videos.empty()) + int(o.synthetic) != 1)
+        if (int(!o.tokens_dir.empty()) + int(!o.videos.empty()) + int(!shards.empty()) + int(o.synthetic) != 1)
           throw py::value_error(
-              "wfm.ar.train: give exactly one data source: tokens=DIR, videos=[...] or synthetic=True");
+              "wfm.ar.train: give exactly one data source: tokens=DIR, videos=[...], shards=[...] or synthetic=True");
         o.config = ConfigFrom(config);
         if (vocab_size > 0) o.config.vocab_size = vocab_size;
         if (!latent_shape.empty()) {
@@ -392,7 +394,12 @@ void Bind(py::module_& m) {
         o.resume = !no_resume;
         o.quiet = quiet;
         o.command_line = "wfm.ar.train(**" + py::repr(kwargs).cast<std::string>() + ")";
-        const ArTrainResult a = RunWithProgress(std::move(progress), "steps", [&] { return TrainArModel(o); });
+        const ArTrainResult a = RunWithProgress(std::move(progress), "steps", [&]() -> absl::StatusOr<ArTrainResult> {
+          if (!shards.empty()) {
+            WFM_ASSIGN_OR_RETURN(o.videos, ShardClipSources(shards, o.output_dir, false), "shards");
+          }
+          return TrainArModel(o);
+        });
         py::dict d;
         d["start_step"] = a.start_step;
         d["steps"] = a.steps;
@@ -412,8 +419,10 @@ void Bind(py::module_& m) {
       },
       py::kw_only(), py::arg("progress") = py::none(),
       "`wfm ar train` in process (ar::TrainArModel, the function the CLI calls): the options are the CLI flags\n"
-      "with '_' for '-' (config, output, synthetic / tokens / videos, steps, batch_size, lr, ..., see\n"
-      "`wfm ar train --help`; flags are booleans, max_time seconds or '15m'; config may also be a dict). Runs with\n"
+      "with '_' for '-' (config, output, synthetic / tokens / videos / shards, steps, batch_size, lr, ..., see\n"
+      "`wfm ar train --help`; flags are booleans, max_time seconds or '15m'; config may also be a dict). shards:\n"
+      "curated webdataset shards (*.tar or folders), extracted once to output/shard_videos (clips + captions) and\n"
+      "tokenized on the fly like videos (tokenizer_config / tokenizer_weights). Runs with\n"
       "the GIL released and resumes from output/checkpoints like the CLI (no_resume=True starts fresh). quiet\n"
       "(default True) hides the progress line. progress(done, total, info) is called after every step of this\n"
       "call (total = steps left at the start; info: label, unit, status, finished); if it raises, training stops\n"

@@ -2,6 +2,8 @@
 // (preset, json file or dict) + weights, encode / decode / reconstruct in streaming or windowed mode with spatial
 // tiling, incremental encode/decode streams, FSQ indices <-> codes, and the native network as a trainable module
 // (state_dict shares memory, forward() runs with autograd). Long calls release the GIL.
+#include <algorithm>
+
 #include <ATen/Context.h>
 #include <c10/core/GradMode.h>
 
@@ -434,6 +436,7 @@ void Bind(py::module_& m) {
         py::object config = py::str("CV4x8x8");
         int64_t channels = 0, res_blocks = 0, z_channels = 0, latent_channels = 0, seed = 0;
         std::vector<int64_t> mult;
+        std::vector<std::string> shards;
         bool no_resume = false, quiet = true;
         o.data.width = o.data.height = 128;
         o.data.num_frames = 17;
@@ -456,6 +459,7 @@ void Bind(py::module_& m) {
             .Add("init_weights", &o.init_weights)
             .Add("output", &o.output_dir)
             .Add("input", &o.inputs)
+            .Add("shards", &shards)
             .Add("frames", &o.data.num_frames)
             .Add("size",
                  [&](py::handle v) {
@@ -488,7 +492,8 @@ void Bind(py::module_& m) {
         AddSharedTrainOptions(t, o);
         t.Apply(kwargs);
         if (o.output_dir.empty()) throw py::value_error("wfm.tokenizer.train: 'output' (a run directory) is required");
-        if (o.inputs.empty()) throw py::value_error("wfm.tokenizer.train: 'input' (videos or directories) is required");
+        if (o.inputs.empty() && shards.empty())
+          throw py::value_error("wfm.tokenizer.train: 'input' (videos, directories, shards) or 'shards' is required");
         o.config = ConfigFrom(config);
         // The CLI's width overrides (small models on a CPU).
         if (channels > 0) o.config.channels = channels;
@@ -503,7 +508,22 @@ void Bind(py::module_& m) {
         o.quiet = quiet;
         o.command_line = "wfm.tokenizer.train(**" + py::repr(kwargs).cast<std::string>() + ")";
         const TokenizerTrainResult a =
-            RunWithProgress(std::move(progress), "steps", [&] { return TrainTokenizer(o); });
+            RunWithProgress(std::move(progress), "steps", [&]() -> absl::StatusOr<TokenizerTrainResult> {
+              // shards= must be shards; *.tar in input (and the shards in input directories) are extracted as the
+              // CLI's --input does. Both go to output/shard_videos.
+              std::vector<std::string> sources;
+              if (!shards.empty()) {
+                WFM_ASSIGN_OR_RETURN(sources, ShardClipSources(shards, o.output_dir, false), "shards");
+              }
+              if (!o.inputs.empty()) {
+                WFM_ASSIGN_OR_RETURN(std::vector<std::string> more, ShardClipSources(o.inputs, o.output_dir, true),
+                                     "input");
+                for (std::string& m : more)
+                  if (std::find(sources.begin(), sources.end(), m) == sources.end()) sources.push_back(std::move(m));
+              }
+              o.inputs = std::move(sources);
+              return TrainTokenizer(o);
+            });
         py::dict d;
         d["steps"] = a.steps;
         d["train_seconds"] = a.train_seconds;
@@ -517,12 +537,14 @@ void Bind(py::module_& m) {
       "`wfm tokenizer train` in process (tokenizer::TrainTokenizer, the function the CLI calls): the options are\n"
       "the CLI flags with '_' for '-' (config, channels, input, output, frames, size, short_side, steps,\n"
       "batch_size, lr, l1, ssim, temporal, adversarial, ..., see `wfm tokenizer train --help`; config may also be\n"
-      "a dict; size an int, 'WxH' or (W, H); max_time seconds or '20m'). The videos are split by time into train\n"
-      "and validation; AdamW, EMA, checkpoints and resume in output (no_resume=True starts fresh). Runs with the\n"
-      "GIL released; quiet (default True) hides the progress line. progress(done, total, info) is called after\n"
-      "every step of this call; if it raises, training stops as on Ctrl-C (a checkpoint is written) and the\n"
-      "exception propagates. Returns {'steps', 'train_seconds', 'val_psnr', 'val_ssim', 'weights_path',\n"
-      "'config_path'}; Tokenizer.from_files(config_path, weights_path) loads the result.");
+      "a dict; size an int, 'WxH' or (W, H); max_time seconds or '20m'). shards: curated webdataset shards\n"
+      "(*.tar or folders; *.tar in input work too), their clips extracted once to output/shard_videos. The\n"
+      "videos are split by time into train and validation; AdamW, EMA, checkpoints and resume in output\n"
+      "(no_resume=True starts fresh). Runs with the GIL released; quiet (default True) hides the progress line.\n"
+      "progress(done, total, info) is called after every step of this call; if it raises, training stops as on\n"
+      "Ctrl-C (a checkpoint is written) and the exception propagates. Returns {'steps', 'train_seconds',\n"
+      "'val_psnr', 'val_ssim', 'weights_path', 'config_path'}; Tokenizer.from_files(config_path, weights_path)\n"
+      "loads the result.");
 
   m.def("preset_names", &TokenizerConfig::PresetNames, "The canonical tokenizer preset names.");
   m.def(

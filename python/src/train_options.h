@@ -1,8 +1,13 @@
 // The optimisation and run flags that `wfm ar train` and `wfm tokenizer train` share, as wfm.ar.train /
 // wfm.tokenizer.train options: both option structs (ar::ArTrainOptions, tokenizer::TokenizerTrainOptions) name the
-// fields alike, so one table serves both.
+// fields alike, so one table serves both. Also their `shards=` data source.
 #pragma once
 
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "wfm/curation/webdataset.h"
 #include "wfm_py.h"
 
 namespace wfm::py {
@@ -28,6 +33,21 @@ void AddSharedTrainOptions(OptionTable& table, TrainOptions& o) {
       .Add("device", &o.device)
       .Add("precision", &o.precision)
       .Add("distributed", &o.distributed);
+}
+
+// Curated webdataset shards (*.tar or folders of them) -> clips in OUTPUT/shard_videos, as `wfm ar train --shards`
+// and `wfm tokenizer train --input` do (curation::ExtractShardClips: extracted once, a resumed run keeps them).
+// Returns the video-folder sources: with allow_other_inputs the inputs that are no shards, then the folder. Call
+// without the GIL.
+inline absl::StatusOr<std::vector<std::string>> ShardClipSources(const std::vector<std::string>& inputs,
+                                                                 const std::string& output_dir,
+                                                                 bool allow_other_inputs) {
+  curation::ExtractOptions options;
+  options.allow_other_inputs = allow_other_inputs;
+  const std::string dir = (std::filesystem::path(output_dir) / "shard_videos").string();
+  absl::StatusOr<curation::ExtractedShards> x = curation::ExtractShardClips(inputs, dir, options);
+  if (!x.ok()) return x.status();
+  return std::move(x->sources);
 }
 
 }  // namespace wfm::py

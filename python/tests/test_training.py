@@ -1,9 +1,11 @@
 """Training entry points from Python (wfm.ar.train, wfm.tokenizer.train, wfm.diffusion.train): a few steps on tiny
 data built here write a checkpoint and a metrics JSONL with finite losses; a second call resumes from the
 checkpoint; progress callbacks see every step in order; a callback that raises stops the run with that exception
-(after a checkpoint) and the run resumes from there; options are checked like the CLI's."""
+(after a checkpoint) and the run resumes from there; options are checked like the CLI's; shards= trains from curated
+webdataset shards built here (clips and captions extracted once) and a corrupt shard is an error naming it."""
 import json
 import math
+import pathlib
 
 import pytest
 import torch
@@ -158,3 +160,71 @@ def test_diffusion_train_writes_checkpoints_and_metrics_resumes_and_stops_on_req
         dif.train(**DIF_TINY, output=run, frames=3)
     with pytest.raises(ValueError, match="exactly one of"):
         dif.train(config="tiny", output=run, steps=1)
+
+
+# ---- shards= : curated webdataset shards as training data (curation::ExtractShardClips, as the CLIs) ----
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """Two shards as `wfm curate` writes them, one sample each: KEY.mp4 (40 frames, 64x64, a square moving right
+    over noise), KEY.txt caption, KEY.json."""
+    import wfm.curation as cur
+
+    d = tmp_path_factory.mktemp("shards")
+    g = torch.Generator().manual_seed(1)
+    for i in range(2):
+        frames = torch.randint(0, 50, (40, 64, 64, 3), generator=g, dtype=torch.uint8)
+        for t in range(40):
+            frames[t, 24:40, t + i:t + i + 16] = 220
+        core.write_video(d / f"clip{i}.mp4", frames, fps=10.0)
+        with cur.TarWriter(d / "shards" / f"{i:06d}.tar") as w:
+            key = f"video{i}_0"
+            w.add(f"{key}.json", json.dumps({"clip": i}))
+            w.add(f"{key}.txt", f"a white square slides right {i}")
+            w.add_file(f"{key}.mp4", d / f"clip{i}.mp4")
+    return d / "shards"
+
+
+def test_tokenizer_train_from_shards_extracts_once_and_resumes(tmp_path, shards):
+    run = tmp_path / "tok"
+    r = tk.train(**TOK_TINY, shards=shards, output=run, steps=2)
+    assert r["steps"] == 2 and math.isfinite(r["val_psnr"]) and r["val_psnr"] > 0
+    train = records(run)
+    assert [t["step"] for t in train] == [1, 2] and all(math.isfinite(t["loss"]) for t in train)
+    clips = run / "shard_videos"
+    assert sorted(p.name for p in clips.iterdir()) == ["000000_video0_0.mp4", "000000_video0_0.txt",
+                                                       "000001_video1_0.mp4", "000001_video1_0.txt"]
+    assert (clips / "000001_video1_0.txt").read_text() == "a white square slides right 1"
+    assert (clips / "000000_video0_0.mp4").read_bytes() == (shards.parent / "clip0.mp4").read_bytes()
+    stamp = (clips / "000000_video0_0.mp4").stat().st_mtime_ns
+    # resumed with one shard named as a file and the other in input=, as the CLI's --input takes them
+    r2 = tk.train(**TOK_TINY, shards=shards / "000000.tar", input=shards / "000001.tar", output=run, steps=3)
+    assert r2["steps"] == 3 and [t["step"] for t in records(run)] == [1, 2, 3]
+    assert (clips / "000000_video0_0.mp4").stat().st_mtime_ns == stamp  # extracted once
+
+
+def test_ar_train_from_shards_tokenizes_the_clips_on_the_fly(tmp_path, shards):
+    tokenizer_config = pathlib.Path(__file__).resolve().parents[2] / "tests/autoregressive/data/dv_tiny_tokenizer.json"
+    run = tmp_path / "ar"
+    # the tiny model (latent 3x4x4) + the tiny random DV tokenizer (8x16x16): clips of 17 frames at 64x64
+    r = ar.train(config="tiny", shards=[shards], tokenizer_config=tokenizer_config, random_tokenizer=True, steps=2,
+                 batch_size=2, val_samples=2, val_fraction=0.5, eval_every=100, log_every=1, device="cpu",
+                 output=run)
+    assert (r["start_step"], r["steps"]) == (0, 2)
+    assert math.isfinite(r["first_loss"]) and math.isfinite(r["val_ce"]) and 0 <= r["val_accuracy"] <= 1
+    assert [t["step"] for t in records(run)] == [1, 2]
+    assert (run / "shard_videos" / "000000_video0_0.txt").read_text() == "a white square slides right 0"
+
+
+def test_train_from_bad_shards_names_the_file(tmp_path, shards):
+    bad = tmp_path / "bad" / "000009.tar"
+    bad.parent.mkdir()
+    bad.write_bytes(b"z" * 1024)  # no tar header
+    with pytest.raises(OSError, match="000009.tar") as e:
+        tk.train(**TOK_TINY, shards=[shards, bad], output=tmp_path / "tok", steps=1)
+    assert e.value.status_code == "DATA_LOSS"
+    with pytest.raises(FileNotFoundError, match="missing"):
+        ar.train(config="tiny", shards=tmp_path / "missing", random_tokenizer=True, output=tmp_path / "ar", steps=1)
+    with pytest.raises(ValueError, match="not a webdataset shard"):
+        tk.train(**TOK_TINY, shards=shards.parent / "clip0.mp4", output=tmp_path / "tok2", steps=1)
+    with pytest.raises(ValueError, match="exactly one data source"):
+        ar.train(config="tiny", shards=shards, synthetic=True, output=tmp_path / "ar", steps=1)

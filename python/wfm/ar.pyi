@@ -56,4 +56,6 @@ def moving_bar_tokens(batch: int, frames: int, height: int, width: int, vocab: i
 
 # progress(done, total, info): info = {"label", "unit", "status", "finished"}; raising stops training (checkpointed).
 def train(*, progress: Optional[Callable[[int, int, dict[str, Any]], Any]] = None, **options: Any) -> dict[str, Any]:
-    """`wfm ar train` in process; options = the CLI flags with '_' for '-' (config, output, synthetic, steps, ...)."""
+    """`wfm ar train` in process; options = the CLI flags with '_' for '-' (config, output, one data source of
+    synthetic / tokens / videos / shards, steps, ...). shards: curated webdataset shards (*.tar or folders; a path
+    or a list), extracted once to output/shard_videos and tokenized on the fly."""

@@ -109,4 +109,6 @@ def reconstruction_loss(x: torch.Tensor, rec: torch.Tensor, *, l1: float = 1.0, 
                         temporal: float = 0.5, kl: float = 1e-6, mean: Optional[torch.Tensor] = None,
                         logvar: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
 def train(*, progress: _Progress = None, **options: Any) -> dict[str, Any]:
-    """`wfm tokenizer train` in process; options = the CLI flags with '_' for '-' (config, input, output, ...)."""
+    """`wfm tokenizer train` in process; options = the CLI flags with '_' for '-' (config, input, output, ...),
+    plus shards: curated webdataset shards (*.tar or folders; a path or a list; *.tar in input work too), their
+    clips extracted once to output/shard_videos."""

@@ -1,6 +1,6 @@
 // Webdataset shards: ustar archives readable by GNU tar and Python's tarfile, Python/pax archives readable by
 // ShardReader, key grouping, truncation errors, the ShardWriter's crash recovery, bins and the dataset
-// reader's rank split / shuffling.
+// reader's rank split / shuffling, and shards extracted into a clip folder for training (ExtractShardClips).
 #include <filesystem>
 #include <fstream>
 
@@ -224,6 +224,77 @@ TEST(WebDatasetTest, DatasetReaderSplitsRanksAndShuffles) {
   EXPECT_EQ(std::unique(all.begin(), all.end()), all.end());
   EXPECT_FALSE(DatasetReader::Open({dir + "/d"}, {.rank = 2, .world_size = 2}).ok());
   EXPECT_FALSE(DatasetReader::Open({dir + "/missing"}).ok());
+}
+
+// Writes a shard with samples `keys` (KEY.mp4 of distinct bytes, KEY.txt caption "caption KEY", KEY.json).
+void WriteShard(const std::string& path, const std::vector<std::string>& keys, bool with_mp4 = true) {
+  WFM_ASSERT_OK_AND_ASSIGN(auto w, TarWriter::Open(path));
+  for (size_t i = 0; i < keys.size(); ++i) {
+    WFM_ASSERT_OK(w->Add(keys[i] + ".json", "{}"));
+    WFM_ASSERT_OK(w->Add(keys[i] + ".txt", "caption " + keys[i]));
+    if (with_mp4) WFM_ASSERT_OK(w->Add(keys[i] + ".mp4", Bytes(700 + i, static_cast<int>(i))));
+  }
+  WFM_ASSERT_OK(w->Finish());
+}
+
+std::string Contents(const std::string& path) {
+  absl::StatusOr<std::string> s = ReadFile(path);
+  return s.ok() ? *s : "<" + std::string(s.status().message()) + ">";
+}
+
+TEST(WebDatasetTest, ExtractShardClipsWritesClipsAndCaptionsOnceAndNamesBadShards) {
+  const std::string dir = wfm::testing::TempDir();
+  WriteShard(dir + "/shards/a/000000.tar", {"v1_0", "v1_1"});
+  WriteShard(dir + "/shards/b/000001.tar", {"v2_0"});
+  const std::string clips = dir + "/clips";
+  WFM_ASSERT_OK_AND_ASSIGN(ExtractedShards x, ExtractShardClips({dir + "/shards"}, clips));
+  EXPECT_EQ(x.shards.size(), 2u);
+  EXPECT_EQ(x.clips, 3);
+  EXPECT_EQ(x.extracted, 3);
+  EXPECT_EQ(x.sources, std::vector<std::string>{clips});
+  EXPECT_EQ(Contents(clips + "/000000_v1_1.mp4"), Bytes(701, 1));
+  EXPECT_EQ(Contents(clips + "/000001_v2_0.mp4"), Bytes(700, 0));
+  EXPECT_EQ(Contents(clips + "/000000_v1_0.txt"), "caption v1_0");
+  EXPECT_FALSE(fs::exists(clips + "/000000_v1_0.json"));  // only clips and captions
+  // Resumed: nothing written again (a changed file stays), same counts.
+  WFM_ASSERT_OK(WriteFileAtomically(clips + "/000001_v2_0.mp4", "kept"));
+  WFM_ASSERT_OK_AND_ASSIGN(x, ExtractShardClips({dir + "/shards/a/000000.tar", dir + "/shards/b"}, clips));
+  EXPECT_EQ(x.clips, 3);
+  EXPECT_EQ(x.extracted, 0);
+  EXPECT_EQ(Contents(clips + "/000001_v2_0.mp4"), "kept");
+
+  // Mixed inputs (the tokenizer's --input): videos and folders pass through, the folder's shards are extracted.
+  WFM_ASSERT_OK(WriteFileAtomically(dir + "/video.mp4", "not really"));
+  ExtractOptions mixed;
+  mixed.allow_other_inputs = true;
+  WFM_ASSERT_OK_AND_ASSIGN(x, ExtractShardClips({dir + "/video.mp4", dir + "/shards/b"}, dir + "/clips2", mixed));
+  EXPECT_EQ(x.sources, (std::vector<std::string>{dir + "/video.mp4", dir + "/shards/b", dir + "/clips2"}));
+  EXPECT_EQ(x.clips, 1);
+  WFM_ASSERT_OK_AND_ASSIGN(x, ExtractShardClips({dir + "/video.mp4"}, dir + "/clips3", mixed));
+  EXPECT_EQ(x.sources, std::vector<std::string>{dir + "/video.mp4"});
+  EXPECT_EQ(x.clips, 0);
+  EXPECT_FALSE(fs::exists(dir + "/clips3"));
+
+  // Errors name the culprit.
+  auto expect_error = [](const absl::StatusOr<ExtractedShards>& r, const std::string& needle) {
+    ASSERT_FALSE(r.ok()) << "expected an error naming " << needle;
+    EXPECT_NE(std::string(r.status().message()).find(needle), std::string::npos) << r.status();
+  };
+  expect_error(ExtractShardClips({dir + "/video.mp4"}, clips), dir + "/video.mp4");  // strict: not a shard
+  expect_error(ExtractShardClips({dir + "/missing"}, clips), dir + "/missing");
+  expect_error(ExtractShardClips({dir + "/clips"}, clips), dir + "/clips");  // a folder without shards
+  WriteShard(dir + "/nomp4/000000.tar", {"k"}, /*with_mp4=*/false);
+  expect_error(ExtractShardClips({dir + "/nomp4"}, clips), "no KEY.mp4");
+  // A corrupt shard among good ones: a garbage header, and a tar cut inside a member.
+  const std::string corrupt = dir + "/bad/000002.tar";
+  WFM_ASSERT_OK(MakeDirs(dir + "/bad"));
+  WFM_ASSERT_OK(WriteFileAtomically(corrupt, std::string(1024, 'z')));
+  absl::StatusOr<ExtractedShards> r = ExtractShardClips({dir + "/shards", corrupt}, dir + "/clips4");
+  expect_error(r, corrupt);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss) << r.status();
+  WriteShard(dir + "/cut/000003.tar", {"c0", "c1"});
+  fs::resize_file(dir + "/cut/000003.tar", fs::file_size(dir + "/cut/000003.tar") - 2048);
+  expect_error(ExtractShardClips({dir + "/cut"}, dir + "/clips5"), dir + "/cut/000003.tar");
 }
 
 }  // namespace

@@ -146,6 +146,31 @@ class DatasetReader {
   std::unique_ptr<ShardReader> current_;
 };
 
+// ---- shards as a folder of clips (the training CLIs' and wfm.*.train's `shards` data source) ----
+struct ExtractedShards {
+  std::vector<std::string> shards;   // the *.tar files read
+  // What a video-folder training source reads: the inputs that are no shards (only with allow_other_inputs),
+  // then `dir` when shards were found.
+  std::vector<std::string> sources;
+  int64_t clips = 0;                 // KEY.mp4 samples of the shards (all now in `dir`)
+  int64_t extracted = 0;             // of which written by this call (the others were there already)
+};
+struct ExtractOptions {
+  // false: every input must be a *.tar or a directory holding some (else an error naming it).
+  // true (`wfm tokenizer train --input` mixes videos and shards): other inputs go to `sources` unchanged; a
+  // directory goes there too (its videos still count) and its *.tar files are extracted.
+  bool allow_other_inputs = false;
+};
+
+// Extracts the clips of curated webdataset shards (`wfm curate` output: KEY.mp4 [+ KEY.txt caption]) into `dir` as
+// <shard stem>_<key>.mp4 and the caption sidecar <shard stem>_<key>.txt ('/' in keys -> '_'), the layout of a
+// video folder for the video-folder training sources. Files already in `dir` are kept, so a resumed run does not
+// extract again; writes are atomic. Errors name the shard: a corrupt or truncated tar (with the offset), a missing
+// input, shards without any KEY.mp4 sample. With no shards among the inputs (allow_other_inputs) nothing is
+// written and clips == 0.
+absl::StatusOr<ExtractedShards> ExtractShardClips(const std::vector<std::string>& inputs, const std::string& dir,
+                                                  const ExtractOptions& options = {});
+
 // ---- the pipeline's shard writer ----
 // Upstream bin of a clip (cosmos-curate ResolutionAspectRatioFramesBinsSpec.for_standard_video_datasets):
 // "resolution_{1080|720|lt_720}/aspect_ratio_{9_16|3_4|1_1|4_3|16_9}/duration_{5_10|10_30|30_inf}"; clips
