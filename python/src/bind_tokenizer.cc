@@ -136,6 +136,55 @@ absl::StatusOr<at::Tensor> DecodeReporting(Tokenizer& t, const at::Tensor& z, co
   return frames.size() == 1 ? frames[0] : at::cat(frames, 2);
 }
 
+// Streaming video reconstruct as a pipeline: each chunk is encoded and its latents decoded at once (the chunks
+// Encode and Decode run, so the same result as Tokenizer::Reconstruct), reporting the frames reconstructed so far.
+// Windowed mode, images and TorchScript tokenizers run whole and report once.
+absl::StatusOr<at::Tensor> ReconstructReporting(Tokenizer& t, const at::Tensor& x, const ServeOptions& o,
+                                                const PyCallback& cb) {
+  auto report = [&](int64_t done, int64_t total, bool finished) {
+    return cb.Report({"reconstruct", "frames", "", done, total, finished});
+  };
+  const bool video_stream = t.config().is_video() && !t.is_torchscript() && o.mode == ServeMode::kStreaming &&
+                            x.dim() == 5 && x.size(2) > 0;
+  if (!video_stream) {
+    WFM_ASSIGN_OR_RETURN(at::Tensor r, t.Reconstruct(x, o));
+    const int64_t n = x.dim() == 5 ? x.size(2) : 1;
+    if (!report(n, n, true)) return absl::CancelledError("stopped by the progress callback");
+    return r;
+  }
+  const int64_t T = x.size(2), step = o.chunk_frames > 0 ? o.chunk_frames : T;
+  ClipGeometry g;  // what Encode returns for this clip
+  g.frames = T;
+  g.height = x.size(3);
+  g.width = x.size(4);
+  g.mode = ServeMode::kStreaming;
+  g.temporal_window = o.temporal_window;
+  WFM_ASSIGN_OR_RETURN(std::unique_ptr<EncodeStream> encoder, t.StartEncode(o));
+  WFM_ASSIGN_OR_RETURN(std::unique_ptr<DecodeStream> decoder, t.StartDecode(g, o));
+  const bool discrete = t.config().is_discrete();
+  std::vector<at::Tensor> frames;
+  int64_t done = 0;
+  auto decode = [&](const EncodeResult& r) -> absl::Status {
+    const at::Tensor& code = discrete ? r.indices : r.latent;  // as Reconstruct decodes
+    if (!code.defined() || code.size(discrete ? 1 : 2) == 0) return absl::OkStatus();
+    WFM_ASSIGN_OR_RETURN(at::Tensor f, decoder->Push(code));  // [B, C, t, H, W]
+    if (f.size(2) > 0) frames.push_back(f), done += f.size(2);
+    return absl::OkStatus();
+  };
+  // The first chunk has 1 + chunk_frames frames (see ServeOptions), later ones chunk_frames.
+  for (int64_t start = 0; start < T;) {
+    const int64_t n = std::min(T - start, start == 0 ? 1 + step : step);
+    WFM_ASSIGN_OR_RETURN(EncodeResult r, encoder->Push(x.narrow(2, start, n)));
+    WFM_RETURN_IF_ERROR(decode(r));
+    start += n;
+    if (!report(done, T, false)) return absl::CancelledError("stopped by the progress callback");
+  }
+  WFM_ASSIGN_OR_RETURN(EncodeResult tail, encoder->Finish());
+  WFM_RETURN_IF_ERROR(decode(tail));
+  if (!report(done, T, true)) return absl::CancelledError("stopped by the progress callback");
+  return frames.size() == 1 ? frames[0] : at::cat(frames, 2);
+}
+
 WeightsPart ParsePart(const std::string& part) {
   if (part == "all") return WeightsPart::kAll;
   if (part == "encoder") return WeightsPart::kEncoder;
@@ -334,12 +383,22 @@ void Bind(py::module_& m) {
               .c_str())
       .def(
           "reconstruct",
-          [](Tokenizer& t, const at::Tensor& x, WFM_SERVE_PARAMS) {
+          [](Tokenizer& t, const at::Tensor& x, WFM_SERVE_PARAMS, py::object progress) {
             ServeOptions o = MakeServe(WFM_SERVE_VALUES);
-            py::gil_scoped_release release;
-            return Unwrap(t.Reconstruct(x, o));
+            PyCallback cb(std::move(progress));
+            absl::StatusOr<at::Tensor> r;
+            {
+              py::gil_scoped_release release;
+              r = cb ? ReconstructReporting(t, x, o, cb) : t.Reconstruct(x, o);
+            }
+            cb.RethrowIfFailed();
+            return Unwrap(std::move(r));
           },
-          py::arg("x"), WFM_SERVE_ARGS, "encode + decode: same shape as x.")
+          py::arg("x"), WFM_SERVE_ARGS, py::arg("progress") = py::none(),
+          "encode + decode: same shape as x. progress(done, total, info): streaming video runs chunk by chunk\n"
+          "(each chunk encoded and decoded at once) and reports the frames reconstructed so far after every chunk;\n"
+          "windowed mode, images and TorchScript tokenizers report once at the end. If it raises, the call stops\n"
+          "after that chunk and the exception propagates.")
       .def(
           "indices_to_codes", [](const Tokenizer& t, const at::Tensor& i) { return Unwrap(t.IndicesToCodes(i)); },
           py::arg("indices"), GilRelease(), "Discrete tokenizers: int64 indices [B, ...] -> float32 codes [B, D, ...].")

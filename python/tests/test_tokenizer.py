@@ -215,6 +215,30 @@ def test_encode_decode_progress_reports_chunks_and_equals_the_plain_call():
     assert seen == [(21, 21, True)]
 
 
+def test_reconstruct_progress_reports_chunks_and_equals_the_plain_call():
+    for config in (small_dv(), dict(tk.config("CV4x8x8"), channels=4, channels_mult=[1, 1, 1], num_res_blocks=1)):
+        tok = tk.Tokenizer.random(config, seed=2)
+        x = torch.rand(1, 3, 19, 16, 24) * 2 - 1  # 19 frames: the padded tail is cropped
+        seen = []
+        rec = tok.reconstruct(x, chunk_frames=4, progress=lambda d, t, i: seen.append((d, t, i["finished"])))
+        plain = tok.reconstruct(x, chunk_frames=4)
+        assert rec.shape == x.shape and torch.equal(rec, plain), (rec - plain).abs().max()
+        # frames reconstructed after each encoded chunk (1 + 4, then 4 each), then the tail at Finish
+        done = [d for d, _, _ in seen]
+        assert done == sorted(done) and done[-1] == 19 and all(t == 19 for _, t, _ in seen), seen
+        assert [f for _, _, f in seen] == [False] * (len(seen) - 1) + [True] and len(seen) >= 5
+        assert seen[0][0] > 0  # the first chunk is reconstructed before the second is encoded
+
+    def boom(done, total, info):
+        raise RuntimeError(f"cancel at {done}")
+
+    with pytest.raises(RuntimeError, match="cancel at"):
+        tok.reconstruct(x, chunk_frames=4, progress=boom)
+    seen.clear()  # windowed mode reports once
+    tok.reconstruct(x, mode="windowed", temporal_window=9, progress=lambda d, t, i: seen.append((d, t, i["finished"])))
+    assert seen == [(19, 19, True)]
+
+
 def test_tokenizer_module_is_a_torch_module_over_the_native_tensors():
     tok = tk.Tokenizer.random(small_dv(), seed=0)
     m = tk.TokenizerModule(tok)
