@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "cli.h"
+#include "train_flags.h"
 #include "wfm/autoregressive/config.h"
 #include "wfm/autoregressive/train.h"
 #include "wfm/core/file_util.h"
@@ -21,18 +22,6 @@
 
 namespace wfm::cli {
 namespace {
-
-// "900", "900s", "15m", "2h" -> seconds.
-absl::StatusOr<double> ParseSeconds(std::string text) {
-  double scale = 1, v = 0;
-  if (!text.empty() && (text.back() == 's' || text.back() == 'm' || text.back() == 'h')) {
-    scale = text.back() == 'h' ? 3600 : text.back() == 'm' ? 60 : 1;
-    text.pop_back();
-  }
-  if (!absl::SimpleAtod(text, &v) || !(v > 0))
-    return absl::InvalidArgumentError(absl::StrCat("--max-time must be like 900, 15m or 2h, got '", text, "'"));
-  return v * scale;
-}
 
 // --latent-shape T,H,W.
 absl::Status ParseLatentShape(const std::string& text, std::vector<int64_t>* shape) {
@@ -50,10 +39,10 @@ absl::Status ParseLatentShape(const std::string& text, std::vector<int64_t>* sha
 
 int RunTrain(int argc, char** argv) {
   ar::ArTrainOptions o;
-  std::string config, latent_shape, max_time;
-  int64_t vocab_size = 0, seed = 0, max_seq_len = 0;
+  std::string config, latent_shape;
+  int64_t vocab_size = 0, max_seq_len = 0;
   std::vector<std::string> shards;
-  bool no_resume = false;
+  TrainRunFlags run;
   o.loss.text_dropout = 0.1;
   ArgParser p("wfm ar train",
               "Train (or fine-tune) the autoregressive world model with the teacher-forced next-token loss "
@@ -91,28 +80,8 @@ int RunTrain(int argc, char** argv) {
       .Flag("train-text-encoder", &o.train_text_encoder, "train the given built-in encoder jointly")
       .Option("text-dropout", &o.loss.text_dropout, "probability of zeroing a sample's text (CFG; default 0.1)")
       .Option("z-loss", &o.loss.z_loss, "z-loss coefficient (default 1e-4, the reference's)")
-      .Option("output", &o.output_dir, "output directory (resumed when it holds checkpoints)", true)
-      .Option("steps", &o.steps, "optimizer steps (default 1000)")
-      .Option("batch-size", &o.batch_size, "windows per micro-batch per process (default 8)")
-      .Option("grad-accum", &o.grad_accum, "micro-batches per step (default 1)")
-      .Option("lr", &o.lr, "peak learning rate (default 1e-3, the reference's)")
-      .Option("min-lr", &o.min_lr, "final learning rate (default 1e-6)")
-      .Option("warmup", &o.warmup_steps, "linear warmup steps (default 100)")
-      .Option("schedule", &o.schedule, "cosine | linear | constant (default cosine)")
-      .Option("weight-decay", &o.weight_decay, "AdamW weight decay on weight matrices (default 0.05)")
-      .Option("clip-grad", &o.clip_norm, "gradient norm clipping (default 1; 0 = off)")
-      .Option("ema", &o.ema_decay, "EMA decay (default 0.999)")
-      .Option("log-every", &o.log_every, "JSONL train record interval (default 10)")
-      .Option("eval-every", &o.eval_every, "evaluation interval (default 200; also at the end)")
-      .Option("sample-every", &o.sample_every, "sample interval (default 0: only at the end)")
-      .Option("checkpoint-every", &o.checkpoint_every, "checkpoint interval (default 500; also at the end)")
-      .Option("keep-checkpoints", &o.keep_checkpoints, "checkpoints kept (default 3)")
-      .Option("max-time", &max_time, "end after this wall time (900, 15m, 2h), then evaluate, sample and export")
-      .Flag("no-resume", &no_resume, "start fresh even if OUT has checkpoints")
-      .Option("seed", &seed, "seed of weights, data and dropout (default 0)")
-      .Option("device", &o.device, "cpu | cuda | cuda:N | auto (default auto)")
-      .Option("precision", &o.precision, "fp32 | bf16 | auto (bf16 on CUDA; default auto)")
-      .Option("distributed", &o.distributed, "auto (MPI under mpirun) | mpi | none")
+      .Option("output", &o.output_dir, "output directory (resumed when it holds checkpoints)", true);
+  AddTrainFlags(p, o, run)
       .Epilog("examples:\n"
               "  wfm ar train --config tiny-v2w --synthetic --text-encoder builtin --output out/bars --steps 300\n"
               "  wfm ar tokenize data/world/*.mp4 --config small --tokenizer-config DV8x16x16-720p \\\n"
@@ -121,6 +90,7 @@ int RunTrain(int argc, char** argv) {
               "      --steps 5000 --max-time 2h\n"
               "  mpirun -np 2 wfm ar train ...   (data parallel: gradients all-reduced, rank 0 writes)\n");
   if (auto rc = p.Parse(argc, argv)) return *rc;
+  if (absl::Status s = run.Apply(o); !s.ok()) return p.UsageError(std::string(s.message()));
   if ((o.tokens_dir.empty() ? 0 : 1) + (o.videos.empty() ? 0 : 1) + (shards.empty() ? 0 : 1) + (o.synthetic ? 1 : 0) != 1)
     return p.UsageError("give exactly one data source: --tokens DIR, --videos PATH..., --shards PATH... or --synthetic");
   auto cfg = ar::ArConfig::FromPresetOrFile(config);
@@ -133,11 +103,6 @@ int RunTrain(int argc, char** argv) {
   }
   if (max_seq_len > 0) o.config.max_seq_len = max_seq_len;
   o.config.max_seq_len = std::max(o.config.max_seq_len, o.config.VideoTokens() + (o.config.HasBov() ? 1 : 0));
-  if (!max_time.empty()) {
-    auto s = ParseSeconds(max_time);
-    if (!s.ok()) return p.UsageError(std::string(s.status().message()));
-    o.max_time_s = *s;
-  }
   if (!shards.empty()) {
     // KEY.mp4 + KEY.txt caption sidecars, extracted once (a resumed run keeps them), tokenized on the fly.
     const std::string dir = (std::filesystem::path(o.output_dir) / "shard_videos").string();
@@ -146,8 +111,6 @@ int RunTrain(int argc, char** argv) {
     WFM_LOG(INFO) << "shards: " << x->clips << " clips from " << x->shards.size() << " shard(s), extracted to " << dir;
     o.videos = x->sources;
   }
-  o.seed = static_cast<uint64_t>(seed);
-  o.resume = !no_resume;
   std::string line = "wfm";
   for (int i = 0; i < argc; ++i) absl::StrAppend(&line, " ", argv[i]);
   o.command_line = line;

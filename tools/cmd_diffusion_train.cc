@@ -4,6 +4,7 @@
 #include <string>
 
 #include "cli.h"
+#include "train_flags.h"
 #include "wfm/diffusion/train.h"
 
 namespace wfm::cli {
@@ -13,6 +14,7 @@ using namespace wfm::diffusion;
 
 int RunTrain(int argc, char** argv) {
   DiffusionTrainOptions a;
+  TrainRunFlags run;
   ArgParser p("wfm diffusion train",
               "Train or fine-tune a diffusion DiT. One network learns Text2World and Video2World: text is dropped "
               "with --text-dropout (classifier-free guidance) and, for Video2World networks, the first 1..2 latent "
@@ -35,35 +37,18 @@ int RunTrain(int argc, char** argv) {
       .Option("fps", &a.fps, "clip frame rate (default 24)")
       .Option("synthetic-frames", &a.synthetic_frames, "latent frames of synthetic clips (default 4)")
       .Option("synthetic-size", &a.synthetic_size, "latent height/width of synthetic clips (default 8)")
-      .Option("steps", &a.steps, "optimisation steps (default 1000)")
-      .Option("batch-size", &a.batch_size, "clips per micro-batch and process (default 4)")
-      .Option("grad-accum", &a.grad_accum, "micro-batches per step (default 1)")
-      .Option("lr", &a.lr, "peak learning rate (default 1e-4)")
-      .Option("min-lr", &a.min_lr, "final learning rate (default 0)")
-      .Option("lr-schedule", &a.lr_schedule, "constant | cosine | linear (default cosine)")
-      .Option("warmup", &a.warmup, "linear warmup steps (default 100)")
-      .Option("weight-decay", &a.weight_decay, "AdamW weight decay (default 0.1; none on norms/biases/embeddings)")
-      .Option("clip-grad", &a.clip_grad, "global gradient-norm clip (default 1; 0 = off)")
-      .Option("ema-decay", &a.ema_decay, "EMA decay (default 0.9999, with warmup)")
       .Option("text-dropout", &a.text_dropout, "probability of dropping the text (default 0.2)")
       .Option("condition-dropout", &a.condition_dropout, "Video2World: probability of no condition frames (0.3)")
       .Option("min-condition-frames", &a.min_condition_frames, "Video2World: fewest given latent frames (1)")
       .Option("max-condition-frames", &a.max_condition_frames, "Video2World: most given latent frames (2)")
       .Option("p-mean", &a.p_mean, "training noise: mean of ln(sigma) (default 0)")
       .Option("p-std", &a.p_std, "training noise: std of ln(sigma) (default 1)")
-      .Option("log-every", &a.log_every, "steps between metrics records (default 10)")
-      .Option("eval-every", &a.eval_every, "steps between evaluations with the EMA weights (default 200)")
-      .Option("checkpoint-every", &a.checkpoint_every, "steps between checkpoints (default 500)")
-      .Option("sample-every", &a.sample_every, "steps between samples (default 0: at the end)")
-      .Option("sample-steps", &a.sample_steps, "sampling steps of the periodic samples (default 12)")
-      .Option("max-time", &a.max_time_s, "stop cleanly (with a checkpoint) after this many seconds")
-      .Flag("no-resume", &a.no_resume, "start fresh even if OUT has checkpoints")
-      .Option("seed", &a.seed, "seed of initialisation, data order and noise (default 0)")
-      .Option("device", &a.device, "cpu | cuda | auto (default auto)")
-      .Option("precision", &a.precision, "auto (bf16 autocast on CUDA) | fp32 | bf16")
+      .Option("sample-steps", &a.sample_steps, "sampling steps of the periodic samples (default 12)");
+  AddTrainFlags(p, a, run, {.schedule = "lr-schedule", .ema = "ema-decay"})
       .Epilog("example:\n  wfm diffusion train --config tiny-video2world --synthetic --steps 300 --output runs/t\n"
               "  wfm diffusion generate --config runs/t/config.json --weights runs/t/model_ema.safetensors ...\n");
   if (auto rc = p.Parse(argc, argv)) return *rc;
+  if (absl::Status s = run.Apply(a); !s.ok()) return p.UsageError(std::string(s.message()));
   const int sources = int(a.synthetic) + int(!a.data.empty()) + int(!a.videos.empty()) + int(!a.shards.empty());
   if (sources != 1) return p.UsageError("give exactly one of --synthetic, --data DIR, --videos DIR, --shards DIR");
   if (a.batch_size < 1 || a.grad_accum < 1 || a.steps < 1)

@@ -13,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "cli.h"
+#include "train_flags.h"
 #include "wfm/core/file_util.h"
 #include "wfm/core/logging.h"
 #include "wfm/core/runtime.h"
@@ -89,11 +90,12 @@ std::string Join(int argc, char** argv) {
 int RunTrain(int argc, char** argv) {
   tokenizer::TokenizerTrainOptions o;
   std::vector<std::string> inputs;
-  std::string config = "CV4x8x8", size = "128", mult, schedule = "cosine", output, init, max_time;
-  int64_t channels = 0, res_blocks = 0, z_channels = 0, latent_channels = 0, seed = 0;
+  std::string config = "CV4x8x8", size = "128", mult, output, init;
+  int64_t channels = 0, res_blocks = 0, z_channels = 0, latent_channels = 0;
   int64_t frames = 17;
   double zoom = 1.0;
-  bool flip = false, no_resume = false;
+  bool flip = false;
+  TrainRunFlags run;
   int short_side = 0;
   ArgParser p("wfm tokenizer train",
               "Train a causal video tokenizer (CV continuous / DV discrete, Cosmos-Tokenize1 architecture) on a "
@@ -118,33 +120,13 @@ int RunTrain(int argc, char** argv) {
       .Flag("flip", &flip, "random horizontal flips")
       .Option("val-fraction", &o.data.val_fraction, "held-out fraction at the end of every video (default 0.15)")
       .Option("val-clips", &o.val_clips, "validation clips scored at each evaluation (default 8)")
-      .Option("steps", &o.steps, "optimizer steps (default 1000)")
-      .Option("batch-size", &o.batch_size, "clips per step per process (default 4)")
-      .Option("grad-accum", &o.grad_accum, "micro-batches per step (default 1)")
-      .Option("lr", &o.lr, "peak learning rate (default 1e-3)")
-      .Option("min-lr", &o.min_lr, "final learning rate (default 1e-5)")
-      .Option("warmup", &o.warmup_steps, "linear warmup steps (default 100)")
-      .Option("schedule", &schedule, "cosine | linear | constant (default cosine)")
-      .Option("weight-decay", &o.weight_decay, "AdamW weight decay on conv/linear weights (default 0.01)")
-      .Option("clip-grad", &o.clip_norm, "gradient norm clipping (default 1; 0 = off)")
-      .Option("ema", &o.ema_decay, "EMA decay (default 0.999)")
       .Option("l1", &o.loss.l1, "L1 loss weight (default 1)")
       .Option("ssim", &o.loss.ssim, "1-SSIM loss weight (default 0.2)")
       .Option("temporal", &o.loss.temporal, "temporal-gradient L1 weight (default 0.5)")
       .Option("adversarial", &o.loss.adversarial, "adversarial (3D patch discriminator, hinge) weight (default 0 = off)")
       .Option("adversarial-start", &o.loss.adversarial_start, "step at which the adversarial loss starts")
-      .Option("disc-lr", &o.disc_lr, "discriminator learning rate (default 2e-4)")
-      .Option("log-every", &o.log_every, "JSONL train record interval (default 10)")
-      .Option("eval-every", &o.eval_every, "validation interval in steps (default 250; also at the end)")
-      .Option("sample-every", &o.sample_every, "reconstruction grid interval (default 250; also at the end)")
-      .Option("checkpoint-every", &o.checkpoint_every, "checkpoint interval (default 500; also at the end)")
-      .Option("keep-checkpoints", &o.keep_checkpoints, "checkpoints kept (default 3)")
-      .Option("max-time", &max_time, "end training after this wall time: seconds, or 20m / 1h (then evaluate)")
-      .Flag("no-resume", &no_resume, "start fresh even if OUT has checkpoints")
-      .Option("seed", &seed, "seed for weights and data (default 0)")
-      .Option("device", &o.device, "cpu | cuda | auto (default auto)")
-      .Option("precision", &o.precision, "fp32 | bf16 | auto (bf16 on CUDA; default auto)")
-      .Option("distributed", &o.distributed, "auto (MPI under mpirun) | mpi | none")
+      .Option("disc-lr", &o.disc_lr, "discriminator learning rate (default 2e-4)");
+  AddTrainFlags(p, o, run)
       .Epilog("Example (a small CV4x8x8 on the shared clips, ~20 min on 2 cores):\n"
               "  wfm tokenizer train --config CV4x8x8 --channels 16 --input ../shared/media --output out/cv4 \\\n"
               "      --frames 9 --size 64 --short-side 96 --steps 3000 --max-time 20m\n"
@@ -152,15 +134,7 @@ int RunTrain(int argc, char** argv) {
   if (auto rc = p.Parse(argc, argv)) return *rc;
   absl::Status s = ParseSize(size, &o.data.width, &o.data.height);
   if (!s.ok()) return p.UsageError(std::string(s.message()));
-  if (!max_time.empty()) {
-    double v = 0, scale = 1;
-    std::string num = max_time;
-    if (num.back() == 'm') scale = 60, num.pop_back();
-    else if (num.back() == 'h') scale = 3600, num.pop_back();
-    else if (num.back() == 's') num.pop_back();
-    if (!absl::SimpleAtod(num, &v) || v <= 0) return p.UsageError("--max-time must be like 1200, 20m or 1h");
-    o.max_time_s = v * scale;
-  }
+  if (absl::Status st = run.Apply(o); !st.ok()) return p.UsageError(std::string(st.message()));
   auto cfg = ResolveConfig(config, channels, mult, res_blocks, z_channels, latent_channels);
   if (!cfg.ok()) return ReportError(cfg.status(), true);
   o.config = *cfg;
@@ -169,14 +143,11 @@ int RunTrain(int argc, char** argv) {
   o.inputs = *expanded;
   o.output_dir = output;
   o.init_weights = init;
-  o.schedule = schedule;
   o.data.num_frames = frames;
   o.data.max_zoom = zoom;
   o.data.random_flip = flip;
   o.data.resize_short_side = short_side;
-  o.data.seed = static_cast<uint64_t>(seed);
-  o.seed = static_cast<uint64_t>(seed);
-  o.resume = !no_resume;
+  o.data.seed = o.seed;  // weights and data from one --seed
   o.command_line = Join(argc, argv);
   auto r = tokenizer::TrainTokenizer(o);
   if (!r.ok()) return ReportError(r.status(), r.status().code() == absl::StatusCode::kInvalidArgument);

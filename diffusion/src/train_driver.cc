@@ -356,8 +356,8 @@ absl::StatusOr<DiffusionTrainResult> TrainDiffusion(const DiffusionTrainOptions&
   WFM_ASSIGN_OR_RETURN(DiTConfig cfg, DiTConfig::FromPresetOrFile(a.config));
   WFM_ASSIGN_OR_RETURN(c10::Device device, ParseDevice(a.device));
   WFM_ASSIGN_OR_RETURN(c10::ScalarType precision, train::ParsePrecision(a.precision, device));
-  WFM_ASSIGN_OR_RETURN(train::LrSchedule::Kind sched_kind, train::LrSchedule::ParseKind(a.lr_schedule));
-  WFM_ASSIGN_OR_RETURN(std::shared_ptr<train::ProcessGroup> group, train::ProcessGroup::Create("auto"));
+  WFM_ASSIGN_OR_RETURN(train::LrSchedule::Kind sched_kind, train::LrSchedule::ParseKind(a.schedule));
+  WFM_ASSIGN_OR_RETURN(std::shared_ptr<train::ProcessGroup> group, train::ProcessGroup::Create(a.distributed));
   std::unique_ptr<Parametrization> param = DefaultParametrization(cfg);
 
   WFM_ASSIGN_OR_RETURN(std::shared_ptr<DiffusionNetwork> net, MakeDiffusionNetwork(cfg));
@@ -444,7 +444,7 @@ absl::StatusOr<DiffusionTrainResult> TrainDiffusion(const DiffusionTrainOptions&
   train::LrSchedule sched;
   sched.kind = sched_kind;
   sched.base_lr = a.lr;
-  sched.warmup_steps = a.warmup;
+  sched.warmup_steps = a.warmup_steps;
   sched.total_steps = a.steps;
   sched.min_lr = a.min_lr;
   DiffusionTrainingOptions lo;
@@ -455,18 +455,8 @@ absl::StatusOr<DiffusionTrainResult> TrainDiffusion(const DiffusionTrainOptions&
   lo.min_condition_frames = a.min_condition_frames;
   lo.max_condition_frames = a.max_condition_frames;
 
-  train::TrainerOptions to;
-  to.output_dir = a.output;
-  to.total_steps = a.steps;
-  to.log_every = a.log_every;
-  to.eval_every = a.eval_every;
-  to.sample_every = a.sample_every;
-  to.checkpoint_every = a.checkpoint_every;
-  to.resume = !a.no_resume;
-  to.max_time_s = a.max_time_s;
-  to.items_per_step = a.batch_size * a.grad_accum * group->world_size();
-  to.progress_label = "diffusion train";
-  to.quiet = a.quiet;
+  const train::TrainerOptions to = train::TrainerOptions::From(
+      a, a.output, a.batch_size * a.grad_accum * group->world_size(), "diffusion train");
   train::Trainer trainer(to, group);
   trainer.items().modules["model"] = net.get();
   trainer.items().emas["model_ema"] = &ema;
@@ -550,7 +540,7 @@ absl::StatusOr<DiffusionTrainResult> TrainDiffusion(const DiffusionTrainOptions&
     }
     train::UpdateOptions uo;
     uo.lr = sched.At(step);
-    uo.clip_norm = a.clip_grad;
+    uo.clip_norm = a.clip_norm;
     uo.group = group.get();
     uo.ema = &ema;
     WFM_ASSIGN_OR_RETURN(double gnorm, train::ApplyGradients(opt, uo));

@@ -22,6 +22,7 @@
 #include "wfm/diffusion/training.h"
 #include "wfm/diffusion/world_model.h"
 #include "wfm/tokenizer/tokenizer.h"
+#include "train_options.h"
 #include "wfm_py.h"
 
 namespace wfm::py {
@@ -456,33 +457,17 @@ void Bind(py::module_& m) {
             .Add("fps", &o.fps)
             .Add("synthetic_frames", &o.synthetic_frames)
             .Add("synthetic_size", &o.synthetic_size)
-            .Add("steps", &o.steps)
-            .Add("batch_size", &o.batch_size)
-            .Add("grad_accum", &o.grad_accum)
-            .Add("lr", &o.lr)
-            .Add("min_lr", &o.min_lr)
-            .Add("lr_schedule", &o.lr_schedule)
-            .Add("warmup", &o.warmup)
-            .Add("weight_decay", &o.weight_decay)
-            .Add("clip_grad", &o.clip_grad)
-            .Add("ema_decay", &o.ema_decay)
             .Add("text_dropout", &o.text_dropout)
             .Add("condition_dropout", &o.condition_dropout)
             .Add("min_condition_frames", &o.min_condition_frames)
             .Add("max_condition_frames", &o.max_condition_frames)
             .Add("p_mean", &o.p_mean)
             .Add("p_std", &o.p_std)
-            .Add("log_every", &o.log_every)
-            .Add("eval_every", &o.eval_every)
-            .Add("checkpoint_every", &o.checkpoint_every)
-            .Add("sample_every", &o.sample_every)
             .Add("sample_steps", &o.sample_steps)
-            .Add("max_time", [&](py::handle v) { o.max_time_s = SecondsArg(v, "max_time"); })
-            .Add("no_resume", &o.no_resume)
+            .Add("no_resume", [&](py::handle v) { o.resume = !v.cast<bool>(); })
             .Add("seed", &o.seed)
-            .Add("device", &o.device)
-            .Add("precision", &o.precision)
             .Add("quiet", &o.quiet);
+        AddSharedTrainOptions(t, o, "lr_schedule", "ema_decay");
         t.Apply(kwargs);
         if (o.output.empty()) throw py::value_error("wfm.diffusion.train: 'output' (a run directory) is required");
         if (int(o.synthetic) + int(!o.data.empty()) + int(!o.videos.empty()) + int(!o.shards.empty()) != 1)

@@ -1,6 +1,8 @@
-// The optimisation and run flags that `wfm ar train` and `wfm tokenizer train` share, as wfm.ar.train /
-// wfm.tokenizer.train options: both option structs (ar::ArTrainOptions, tokenizer::TokenizerTrainOptions) name the
-// fields alike, so one table serves both. Also their `shards=` data source.
+// The optimisation and run flags every `wfm ... train` command shares (tools/train_flags.h), as options of
+// wfm.ar.train / wfm.tokenizer.train / wfm.diffusion.train: the three option structs (ar::ArTrainOptions,
+// tokenizer::TokenizerTrainOptions, diffusion::DiffusionTrainOptions) name the fields alike, so one table serves
+// all; the two keys that differ by command (as their CLI flags do) are arguments. Also the `shards=` data source
+// of wfm.ar.train / wfm.tokenizer.train.
 #pragma once
 
 #include <filesystem>
@@ -13,17 +15,18 @@
 namespace wfm::py {
 
 template <typename TrainOptions>
-void AddSharedTrainOptions(OptionTable& table, TrainOptions& o) {
+void AddSharedTrainOptions(OptionTable& table, TrainOptions& o, const std::string& schedule_key = "schedule",
+                           const std::string& ema_key = "ema") {
   table.Add("steps", &o.steps)
       .Add("batch_size", &o.batch_size)
       .Add("grad_accum", &o.grad_accum)
       .Add("lr", &o.lr)
       .Add("min_lr", &o.min_lr)
       .Add("warmup", &o.warmup_steps)
-      .Add("schedule", &o.schedule)
+      .Add(schedule_key, &o.schedule)
       .Add("weight_decay", &o.weight_decay)
       .Add("clip_grad", &o.clip_norm)
-      .Add("ema", &o.ema_decay)
+      .Add(ema_key, &o.ema_decay)
       .Add("log_every", &o.log_every)
       .Add("eval_every", &o.eval_every)
       .Add("sample_every", &o.sample_every)

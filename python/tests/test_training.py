@@ -160,6 +160,13 @@ def test_diffusion_train_writes_checkpoints_and_metrics_resumes_and_stops_on_req
         dif.train(**DIF_TINY, output=run, frames=3)
     with pytest.raises(ValueError, match="exactly one of"):
         dif.train(config="tiny", output=run, steps=1)
+    # the shared schedule/run options (tools/train_flags.h names): keep_checkpoints, no_resume, lr_schedule
+    r = dif.train(**DIF_TINY, output=run, steps=3, checkpoint_every=1, keep_checkpoints=1, lr_schedule="constant",
+                  warmup=0, no_resume=True)
+    assert r["start_step"] == 0 and checkpoints(run) == ["step_00000003"]
+    assert [t["lr"] for t in records(run)][-3:] == [pytest.approx(1e-4)] * 3  # constant, no warmup (default lr)
+    with pytest.raises(ValueError, match="schedule"):
+        dif.train(**DIF_TINY, output=tmp_path / "bad", steps=1, lr_schedule="sideways")
 
 
 # ---- shards= : curated webdataset shards as training data (curation::ExtractShardClips, as the CLIs) ----

@@ -24,7 +24,7 @@
 
 namespace wfm::diffusion {
 
-// Field names follow the CLI flags (`--lr-schedule` -> lr_schedule).
+// Field names follow the CLI flags (`--num-frames` -> num_frames) except where noted.
 struct DiffusionTrainOptions {
   std::string config = "tiny";   // DiT preset or config json
   std::string output;            // run directory (required)
@@ -40,19 +40,25 @@ struct DiffusionTrainOptions {
   int64_t num_frames = 17, height = 128, width = 128;  // clips of videos / shards (1 + k*Tc frames)
   double fps = 24.0;
   int64_t synthetic_frames = 4, synthetic_size = 8;    // latent frames and size of synthetic clips
-  // Optimisation.
-  int64_t steps = 1000, batch_size = 4, grad_accum = 1, warmup = 100;
-  double lr = 1e-4, min_lr = 0.0, weight_decay = 0.1, clip_grad = 1.0, ema_decay = 0.9999;
-  std::string lr_schedule = "cosine";  // constant | cosine | linear
+  // Optimisation and run: named as in ar::ArTrainOptions / tokenizer::TokenizerTrainOptions (the CLIs' shared
+  // flags, tools/train_flags.h, and core/train TrainerOptions::From read them alike; the flag is given where it
+  // differs from the field name).
+  int64_t steps = 1000, batch_size = 4, grad_accum = 1, warmup_steps = 100;  // --warmup
+  double lr = 1e-4, min_lr = 0.0, weight_decay = 0.1, clip_norm = 1.0;       // --clip-grad
+  double ema_decay = 0.9999;                                                 // --ema-decay
+  std::string schedule = "cosine";  // constant | cosine | linear (--lr-schedule)
+  // Loss.
   double text_dropout = 0.2, condition_dropout = 0.3;
   int64_t min_condition_frames = 1, max_condition_frames = 2;
   double p_mean = 0.0, p_std = 1.0;    // training noise: ln(sigma) ~ N(p_mean, p_std)
   // Run.
   int64_t log_every = 10, eval_every = 200, checkpoint_every = 500, sample_every = 0, sample_steps = 12;
+  int keep_checkpoints = 3;
   double max_time_s = 0.0;
-  bool no_resume = false;
+  bool resume = true;  // continue from output/checkpoints/latest (--no-resume: start fresh)
   int64_t seed = 0;
   std::string device = "auto", precision = "auto";
+  std::string distributed = "auto";  // auto (MPI under mpirun) | mpi | none
   bool quiet = false;  // no progress line
 };
 
