@@ -5,13 +5,18 @@
 // again with one page fault per 4 KiB page (measured: ~4 s of system time per 17x256x256 CV8x8x8
 // reconstruction, a third of the CPU). Here blocks of >= 1 MiB are mapped 2 MiB-aligned with MADV_HUGEPAGE
 // (one fault per 2 MiB where the kernel has transparent huge pages in `madvise` or `always` mode), and freed
-// blocks are kept in a bounded cache and handed out again to a request of (almost) the same size, which skips
-// the faults and the kernel's zeroing altogether. Small blocks go to c10's default CPU routines unchanged.
-// Peak resident memory is bounded by the live tensors plus the cache limit.
+// blocks are kept in a cache and handed out again to a request of (almost) the same size, which skips the
+// faults and the kernel's zeroing altogether. The cache only holds memory below the process's peak resident
+// memory so far (plus an optional extra limit), so by default it does not raise the peak. Small blocks go to
+// c10's default CPU routines unchanged.
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
 #include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
 
 #include <cstdint>
 #include <cstdlib>
@@ -45,7 +50,8 @@ class LargeBlockAllocator final : public c10::Allocator {
   void SetCacheLimit(size_t bytes) {
     std::lock_guard<std::mutex> lock(mu_);
     cache_limit_ = bytes;
-    TrimLocked();
+    EvictLocked(0);
+    UpdateStatsLocked();
   }
 
   CpuAllocatorStats Stats() {
@@ -69,17 +75,27 @@ class LargeBlockAllocator final : public c10::Allocator {
       // Smallest cached block that fits, if it wastes at most 1/8 of itself (+ one huge page).
       auto it = free_.lower_bound(size);
       if (it != free_.end() && it->first - size <= it->first / 8 + kHugePage) {
-        void* p = it->second;
+        void* p = it->second.first;
+        live_bytes_ += it->first;
+        high_water_ = std::max(high_water_, live_bytes_);
         cached_bytes_ -= it->first;
         free_.erase(it);
         ++stats_.reused;
-        stats_.cached_bytes = cached_bytes_;
+        UpdateStatsLocked();
         return p;
       }
+      // A miss: make room so that the process's resident memory plus the new block stays within the budget.
+      live_bytes_ += size;
+      high_water_ = std::max(high_water_, live_bytes_);
+      EvictLocked(size);
+      UpdateStatsLocked();
     }
     // Map one huge page more than needed, then cut the mapping to a 2 MiB-aligned range.
     void* raw = mmap(nullptr, size + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED) {
+      std::lock_guard<std::mutex> lock(mu_);
+      live_bytes_ -= size;
+      UpdateStatsLocked();
       // Out of address space or memory: the default routine reports it the way LibTorch users expect.
       return c10::alloc_cpu(n);
     }
@@ -94,9 +110,6 @@ class LargeBlockAllocator final : public c10::Allocator {
 #endif
     std::lock_guard<std::mutex> lock(mu_);
     sizes_[p] = size;
-    mapped_bytes_ += size;
-    stats_.mapped_bytes = mapped_bytes_;
-    if (mapped_bytes_ > stats_.peak_mapped_bytes) stats_.peak_mapped_bytes = mapped_bytes_;
     return p;
   }
 
@@ -111,41 +124,64 @@ class LargeBlockAllocator final : public c10::Allocator {
     auto it = sizes_.find(p);
     if (it == sizes_.end()) return false;
     const size_t size = it->second;
-    if (size <= cache_limit_) {
-      free_.emplace(size, p);
-      cached_bytes_ += size;
-      TrimLocked();
-    } else {
-      UnmapLocked(p, size);
-    }
-    stats_.cached_bytes = cached_bytes_;
+    live_bytes_ -= size;
+    cached_bytes_ += size;
+    free_.emplace(size, std::make_pair(p, ++clock_));
+    UpdateStatsLocked();
     return true;
   }
 
-  // Drops the largest cached blocks until the cache fits its limit.
-  void TrimLocked() {
-    while (cached_bytes_ > cache_limit_ && !free_.empty()) {
-      auto last = std::prev(free_.end());
-      cached_bytes_ -= last->first;
-      UnmapLocked(last->second, last->first);
-      free_.erase(last);
+  // The budget: the process's resident memory (sampled here, at every miss) plus a block about to be mapped
+  // may not exceed the highest resident memory an allocator without a cache would have had so far (resident
+  // minus cached, plus the block) plus the cache limit; cached blocks are unmapped,
+  // least recently freed first, until it fits. With a limit of 0 the cache thus only holds memory the process
+  // has already needed at once, and the peak stays about that of an allocator without a cache (it can exceed
+  // it by what grows between two large allocations, e.g. checkpoint pages touched for the first time).
+  void EvictLocked(size_t incoming) {
+    size_t rss = ResidentBytes();
+    // What an allocator without a cache would hold once the incoming block is in use.
+    peak_rss_ = std::max(peak_rss_, rss - std::min(rss, cached_bytes_) + incoming);
+    while (cached_bytes_ > 0 && rss + incoming > peak_rss_ + cache_limit_) {
+      auto oldest = free_.begin();
+      for (auto it = free_.begin(); it != free_.end(); ++it) {
+        if (it->second.second < oldest->second.second) oldest = it;
+      }
+      cached_bytes_ -= oldest->first;
+      rss -= std::min(rss, oldest->first);
+      munmap(oldest->second.first, oldest->first);
+      sizes_.erase(oldest->second.first);
+      free_.erase(oldest);
+      ++stats_.evicted;
     }
-    stats_.cached_bytes = cached_bytes_;
   }
 
-  void UnmapLocked(void* p, size_t size) {
-    munmap(p, size);
-    sizes_.erase(p);
-    mapped_bytes_ -= size;
-    stats_.mapped_bytes = mapped_bytes_;
+  // Resident set size of this process from /proc/self/statm (0 where unavailable: then nothing is cached
+  // beyond the limit).
+  static size_t ResidentBytes() {
+    FILE* f = std::fopen("/proc/self/statm", "r");
+    if (f == nullptr) return 0;
+    unsigned long size_pages = 0, resident_pages = 0;
+    const int n = std::fscanf(f, "%lu %lu", &size_pages, &resident_pages);
+    std::fclose(f);
+    static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    return n == 2 ? resident_pages * page : 0;
+  }
+
+  void UpdateStatsLocked() {
+    stats_.live_bytes = static_cast<int64_t>(live_bytes_);
+    stats_.cached_bytes = static_cast<int64_t>(cached_bytes_);
+    stats_.peak_live_bytes = static_cast<int64_t>(high_water_);
   }
 
   std::mutex mu_;
   size_t cache_limit_;
-  size_t cached_bytes_ = 0;
-  size_t mapped_bytes_ = 0;
-  std::unordered_map<void*, size_t> sizes_;  // every live or cached large block -> its mapped size
-  std::multimap<size_t, void*> free_;        // cached blocks by size
+  size_t live_bytes_ = 0;    // large blocks in use (counted from the request, before mmap returns)
+  size_t cached_bytes_ = 0;  // freed large blocks kept for reuse
+  size_t high_water_ = 0;    // most live_bytes_ ever
+  size_t peak_rss_ = 0;      // highest resident memory without the cache, sampled at misses
+  uint64_t clock_ = 0;       // release order, for eviction
+  std::unordered_map<void*, size_t> sizes_;                  // every live or cached large block -> its size
+  std::multimap<size_t, std::pair<void*, uint64_t>> free_;  // cached blocks by size -> (block, release time)
   CpuAllocatorStats stats_;
 };
 

@@ -29,8 +29,9 @@ absl::StatusOr<c10::Device> ParseDevice(absl::string_view text);
 // CPU memory for large activations. LibTorch's default CPU allocator gets every block above glibc's mmap
 // threshold from the kernel and returns it on free, so serving a big network pays a page fault per 4 KiB of
 // every new activation (a third of the CPU time of a full-width tokenizer reconstruction). The large-block
-// allocator maps blocks of >= 1 MiB 2 MiB-aligned with transparent huge pages and keeps up to `cache_bytes`
-// of freed blocks for reuse; smaller blocks use c10's routines unchanged. Process-wide and permanent once
+// allocator maps blocks of >= 1 MiB 2 MiB-aligned with transparent huge pages and keeps freed blocks for reuse
+// while the process's resident memory stays within its peak so far plus `cache_bytes` (so the default, 0,
+// reuses memory without raising the peak); smaller blocks use c10's routines unchanged. Process-wide and permanent once
 // installed (a second call only changes the cache limit); `wfm` (the tool) installs it at start-up.
 // WFM_CPU_ALLOCATOR=default disables it, WFM_CPU_CACHE_MB overrides `cache_bytes`. Returns true when it is the
 // allocator in effect.
@@ -39,9 +40,10 @@ bool InstallLargeBlockCpuAllocator(int64_t cache_bytes = 0);
 struct CpuAllocatorStats {
   int64_t large_allocations = 0;  // requests served by the large-block path
   int64_t reused = 0;             // ... of which came from the cache
-  int64_t mapped_bytes = 0;       // large blocks now mapped (live + cached)
-  int64_t peak_mapped_bytes = 0;
+  int64_t live_bytes = 0;         // large blocks in use
+  int64_t peak_live_bytes = 0;    // high-water mark of live_bytes
   int64_t cached_bytes = 0;       // freed blocks kept for reuse
+  int64_t evicted = 0;            // cached blocks unmapped to keep resident memory within the budget
 };
 // All zero when the large-block allocator was never installed.
 CpuAllocatorStats LargeBlockCpuAllocatorStats();
