@@ -35,6 +35,8 @@ if [[ $what == *speed* ]]; then
   echo "# encode + decode, CV8x8x8 full width (105.7M parameters), 17x256x256, $THREADS threads"
   measure "wfm tokenizer reconstruct (streaming, default)" \
     "$WFM" tokenizer reconstruct "${common[@]}" --input "$WORK/x17.safetensors" --output "$WORK/rec.safetensors"
+  measure "same, WFM_CPU_ALLOCATOR=default (LibTorch's)" \
+    env WFM_CPU_ALLOCATOR=default "$WFM" tokenizer reconstruct "${common[@]}" --input "$WORK/x17.safetensors" --output "$WORK/rec.safetensors"
   measure "wfm tokenizer reconstruct --mode windowed" \
     "$WFM" tokenizer reconstruct "${common[@]}" --mode windowed --input "$WORK/x17.safetensors" --output "$WORK/rec.safetensors"
   measure "python reference (tokenizer_reference.py bench)" \
