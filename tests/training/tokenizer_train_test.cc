@@ -1,5 +1,6 @@
 // Tokenizer training: losses, discriminator, shape rules, the clip sampler on real video, and an end-to-end
-// training run (learns, exports loadable weights, resumes, and `wfm tokenizer eval` reproduces its score).
+// training run (learns, exports loadable weights, resumes, and `wfm tokenizer eval` reproduces its score), and
+// the CLI training from webdataset shards.
 #include <ATen/ATen.h>
 
 #include <cmath>
@@ -321,6 +322,25 @@ TEST(TokenizerTrainCliTest, HelpAndUsageErrors) {
   EXPECT_NE(out.find("sideways"), std::string::npos) << out;
   EXPECT_EQ(testing::RunCommand(eval + "--tile-overlap 8 2>&1", &out), 2) << out;
   EXPECT_NE(out.find("--tile-overlap needs --tile"), std::string::npos) << out;
+}
+
+// Curated webdataset shards among --input (curation::ExtractShardClips): their clips are extracted once into
+// OUT/shard_videos and trained on; a corrupt shard is an error naming it.
+TEST(TokenizerTrainCliTest, TrainsFromShardsGivenAsInput) {
+  const std::string dir = testing::TempDir();
+  MakeVideo(dir);
+  std::string out;
+  ASSERT_EQ(testing::RunCommand("tar -cf " + dir + "/shard-000000.tar -C " + dir + " square.mp4", &out), 0) << out;
+  const std::string train = testing::WfmTool() +
+                            " tokenizer train --config CV4x8x8 --channels 4 --channels-mult 1,1,1 --num-res-blocks 1 "
+                            "--frames 5 --size 16 --short-side 20 --batch-size 1 --val-clips 1 --warmup 1 --steps 1 "
+                            "--device cpu --threads 1 --output " + dir + "/run --input ";
+  ASSERT_EQ(testing::RunCommand(train + dir + "/shard-000000.tar 2>&1", &out), 0) << out;
+  EXPECT_NE(out.find("trained 1 steps"), std::string::npos) << out;
+  EXPECT_TRUE(fs::exists(dir + "/run/shard_videos/shard-000000_square.mp4")) << out;
+  ASSERT_TRUE(WriteFileAtomically(dir + "/bad.tar", std::string(1024, 'z')).ok());
+  EXPECT_EQ(testing::RunCommand(train + dir + "/bad.tar 2>&1", &out), 1) << out;
+  EXPECT_NE(out.find(dir + "/bad.tar"), std::string::npos) << out;
 }
 
 }  // namespace
