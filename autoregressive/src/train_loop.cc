@@ -162,8 +162,18 @@ class SyntheticSource : public TokenSource {
   SyntheticSource(const ArConfig& c, int64_t frames, uint64_t seed)
       : frames_(frames), h_(c.video_latent_shape[1]), w_(c.video_latent_shape[2]),
         vocab_(std::min<int64_t>(c.vocab_size, 64)), seed_(seed) {}
-  absl::StatusOr<Batch> Train(int64_t index, int64_t batch_size, int rank, int /*world*/) override {
-    return Make(train::MixSeed(seed_, static_cast<uint64_t>(index), static_cast<uint64_t>(rank)), batch_size);
+  // Every sample follows its global index, so N ranks with batch B train on what 1 rank with batch N*B does.
+  absl::StatusOr<Batch> Train(int64_t index, int64_t batch_size, int rank, int world) override {
+    Batch b;
+    std::vector<at::Tensor> tokens;
+    for (int64_t i = 0; i < batch_size; ++i) {
+      const auto item = static_cast<uint64_t>((index * world + rank) * batch_size + i);
+      Batch one = Make(train::MixSeed(seed_, item, 0xba5u), 1);
+      tokens.push_back(one.tokens);
+      b.captions.push_back(one.captions[0]);
+    }
+    b.tokens = at::cat(tokens, 0);
+    return b;
   }
   absl::StatusOr<Batch> Validation(int64_t n) override { return Make(train::MixSeed(seed_ ^ 0x5eedull, ~0ull), n); }
   std::string Describe() const override {

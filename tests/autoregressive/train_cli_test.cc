@@ -2,6 +2,7 @@
 // checkpoint ends bit-identical to an uninterrupted one, the exported config + weights load in `ar logits`; the
 // token-folder source with a jointly trained built-in text encoder, curated shards tokenized on the fly, samples,
 // and bad input (exit codes and messages).
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -150,6 +151,39 @@ TEST(ArTrainCli, BadInputs) {
   EXPECT_EQ(RunCommand(base + "--videos " + dir + " --tokenizer-config DV8x16x16-720p --random-tokenizer", &log), 1);
   EXPECT_NE(log.find("vocabulary mismatch"), std::string::npos) << log;
   EXPECT_EQ(RunCommand(base + "--synthetic --max-time soon", &log), 2) << log;
+}
+
+// `wfm ar train` under `mpirun -np 2` with batch 4 trains what one process with batch 8 does (data-parallel:
+// every sample follows its global index; gradients are averaged across ranks). Skips unless the ctest
+// ArCliMpi.TrainTwoRanks (label mpi) starts it with WFM_MPIEXEC set.
+TEST(ArCliMpi, TwoRanksTrainLikeOneRankWithTheDoubledBatch) {
+  const char* mpiexec = std::getenv("WFM_MPIEXEC");
+  if (mpiexec == nullptr || std::getenv("OMPI_COMM_WORLD_SIZE"))
+    GTEST_SKIP() << "run by the ctest ArCliMpi.TrainTwoRanks (label mpi), which sets WFM_MPIEXEC";
+  const std::string dir = TempDir();
+  const std::string train = WfmTool() + " ar train --config tiny --synthetic --lr 3e-3 --warmup 5 --schedule constant "
+                                        "--steps 3 --eval-every 0 --device cpu --threads 1 --seed 4 --output " + dir;
+  std::string log;
+  ASSERT_EQ(RunCommand(train + "/one --batch-size 8", &log), 0) << log;
+  ASSERT_EQ(RunCommand("WFM_NUM_THREADS=1 " + std::string(mpiexec) + " --allow-run-as-root --oversubscribe -np 2 " +
+                           train + "/two --batch-size 4",
+                       &log),
+            0)
+      << log;
+  EXPECT_NE(log.find("2 process(es)"), std::string::npos) << log;
+  for (const char* file : {"optimizer.safetensors", "model.safetensors"}) {
+    const std::string ckpt = std::string("/checkpoints/step_00000003/") + file;
+    WFM_ASSERT_OK_AND_ASSIGN(wfm::TensorMap one, wfm::ReadSafetensors(dir + "/one" + ckpt));
+    WFM_ASSERT_OK_AND_ASSIGN(wfm::TensorMap two, wfm::ReadSafetensors(dir + "/two" + ckpt));
+    int compared = 0;
+    for (const auto& [name, t] : one) {
+      if (!t.is_floating_point() || !two.count(name)) continue;
+      ++compared;
+      EXPECT_LT(wfm::testing::MaxRelDiff(two.at(name), t), 1e-3)
+          << file << " " << name << " HINT: rank r must train on samples r*B..(r+1)*B-1 of the global batch";
+    }
+    EXPECT_GT(compared, 20) << file;
+  }
 }
 
 }  // namespace
