@@ -9,17 +9,22 @@
 //   BM_Prefill/len          batched prompt prefill (tokens/s)
 //   BM_Generate             GenerateTokens end to end: 1 prompt frame (256 tokens) + 256 sampled (top-p 0.9)
 //   BM_SampleTopP/peaked    the top-p 0.9 sampler on one row of 64000 logits, flat (0) or peaked (1)
+//   BM_ReadBandwidth/MB     memory read bandwidth over a buffer of MB megabytes (the floor of a decode step)
 //   BM_OutputProjection/M/k  the 64000 x 256 output projection of M rows: k = 0 at::linear, 1 ar::DecodeLinear
 //   BM_TrainLoss/chunk      one training forward + backward (TeacherForcedLoss, B=2 x 3 latent frames: 1024
 //                           predicted positions x 64000 codes) with the plain (-1) or chunked (0 = auto) loss;
 //                           peak_MB = peak RSS growth over the step (VmHWM after a reset via /proc/self/clear_refs)
 // Run: WFM_NUM_THREADS=1 build/bin/ar_benchmark --benchmark_min_time=1 (CPU = process CPU time, all threads);
 // the Python side: OMP_NUM_THREADS=1 /usr/bin/python3 scripts/ar_reference_bench.py --threads 1.
+#include <atomic>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
 
 #include "wfm/autoregressive/generate.h"
@@ -169,6 +174,29 @@ void BM_SampleTopP(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_SampleTopP)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime();
+
+// Memory read bandwidth, the floor of a decode step (the fp32 output head reads 65.5 MB): XOR over a buffer of
+// arg MB split over the intra-op threads as the decode GEMVs are (bytes_per_second).
+void BM_ReadBandwidth(benchmark::State& state) {
+  const int64_t n = state.range(0) * (1 << 20) / 8;
+  std::vector<uint64_t> buf(n);
+  for (int64_t i = 0; i < n; ++i) buf[i] = static_cast<uint64_t>(i) * 2654435761u;
+  for (auto _ : state) {
+    std::atomic<uint64_t> total{0};
+    at::parallel_for(0, n, 1 << 16, [&](int64_t i0, int64_t i1) {
+      uint64_t x[8] = {};  // 8 independent lanes: the loop vectorises and is limited by the loads only
+      int64_t i = i0;
+      for (; i + 8 <= i1; i += 8)
+        for (int j = 0; j < 8; ++j) x[j] ^= buf[i + j];
+      for (; i < i1; ++i) x[0] ^= buf[i];
+      total ^= x[0] ^ x[1] ^ x[2] ^ x[3] ^ x[4] ^ x[5] ^ x[6] ^ x[7];
+    });
+    benchmark::DoNotOptimize(total.load());
+  }
+  state.SetBytesProcessed(state.iterations() * n * 8);
+}
+BENCHMARK(BM_ReadBandwidth)->Arg(16)->Arg(64)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime()
+    ->MeasureProcessCPUTime();
 
 // The output projection alone, [M, 256] x [64000, 256]^T: arg 1 = 0 at::linear (LibTorch), 1 DecodeLinear.
 void BM_OutputProjection(benchmark::State& state) {
