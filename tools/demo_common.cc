@@ -20,6 +20,7 @@
 #include "wfm/core/safetensors.h"
 #include "wfm/core/status.h"
 #include "wfm/core/train/optimizer.h"
+#include "wfm/tokenizer/tokenizer.h"
 
 namespace wfm::demo {
 
@@ -49,6 +50,7 @@ std::vector<Knob> Knobs(DemoPlan& p) {
           {"dit_heads", &p.dit_heads},       {"dit_steps", &p.dit_steps},
           {"dit_batch", &p.dit_batch},       {"dit_lr", nullptr, &p.dit_lr},
           {"sample_steps", &p.sample_steps}, {"guidance", nullptr, &p.guidance},
+          {"dit_residual", &p.dit_residual},
           {"seeds", &p.seeds}};
 }
 
@@ -173,7 +175,7 @@ nlohmann::json DemoPlan::ToJson() const {
           {"diffusion", {{"dim", dit_dim}, {"blocks", dit_blocks}, {"heads", dit_heads}, {"patch", dit_patch},
                          {"steps", dit_steps},
                          {"batch", dit_batch}, {"lr", dit_lr}, {"sample_steps", sample_steps},
-                         {"guidance", guidance}}}};
+                         {"guidance", guidance}, {"residual", dit_residual}}}};
 }
 
 std::vector<DemoModel>& DemoModels() {
@@ -209,6 +211,16 @@ std::vector<EvalWindow> HeldoutWindows(const DemoPlan& plan) {
 }
 
 std::string OutPath(const DemoContext& ctx, const std::string& rel) { return absl::StrCat(ctx.output_dir, "/", rel); }
+
+absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> OpenDemoTokenizer(const DemoContext& ctx, const DemoPlan& plan,
+                                                                         const std::string& name) {
+  WFM_ASSIGN_OR_RETURN(tokenizer::TokenizerConfig config,
+                       tokenizer::TokenizerConfig::FromPresetOrFile(OutPath(ctx, "tokenizer/" + name + ".json")));
+  tokenizer::TokenizerOptions o;
+  o.device = plan.device;
+  o.dtype = "float32";
+  return tokenizer::Tokenizer::Create(config, OutPath(ctx, "tokenizer/" + name + ".safetensors"), o);
+}
 
 double CpuSeconds() {
   struct rusage u;

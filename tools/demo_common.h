@@ -27,6 +27,10 @@
 #include "wfm/core/train/trainer.h"
 #include "wfm/core/world.h"
 
+namespace wfm::tokenizer {
+class Tokenizer;
+}
+
 namespace wfm::demo {
 
 struct DemoPlan {
@@ -70,6 +74,10 @@ struct DemoPlan {
   double dit_lr = 5e-4;
   int sample_steps = 24;
   double guidance = 0.0;
+  // Residual parametrisation (1 = on): the latent frames after the given ones are learned and generated as their
+  // change from the last given latent frame (own per-channel statistics), so the network's mean output is
+  // "copy the last given latent frame" and whatever it learns is motion on top of it. 0: absolute latents.
+  int dit_residual = 1;
 
   int seeds = 3;  // futures per held-out window and model
 
@@ -81,6 +89,10 @@ struct DemoPlan {
   static std::vector<std::string> KnobNames();
   nlohmann::json ToJson() const;
 };
+
+// The demo's trained CV or DV tokenizer (`name` "cv" / "dv": OUTPUT/tokenizer/NAME.{json,safetensors}).
+absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> OpenDemoTokenizer(const DemoContext& ctx, const DemoPlan& plan,
+                                                                         const std::string& name);
 
 // OUTPUT/rel, created (the parent of a file path is not created; use StageDir).
 std::string OutPath(const DemoContext& ctx, const std::string& rel);

@@ -1,6 +1,6 @@
 // Demo stage "evaluate": Video2World on the held-out windows. Every predictor (the learned world models that
 // were trained, several seeds each, and the two baselines of wfm/core/world.h: copy-last-frame and
-// constant-velocity) gets the window's first frames and the clip's caption and predicts the rest. Scores per
+// constant-velocity; plus, as the tokenizers' ceiling, each tokenizer's encode + decode of the true frames) gets the window's first frames and the clip's caption and predicts the rest. Scores per
 // horizon step: PSNR and SSIM against the true frames (wfm/core/metrics.h), and the object-position error of the
 // colour detector (world::DetectObjects on the prediction vs the simulator's true positions; an object the
 // detector cannot find in a predicted frame counts as kMissPenalty of the frame width). Writes
@@ -22,6 +22,7 @@
 #include "wfm/core/status.h"
 #include "wfm/core/video_io.h"
 #include "wfm/core/world.h"
+#include "wfm/tokenizer/tokenizer.h"
 
 namespace wfm::demo {
 namespace {
@@ -99,6 +100,26 @@ struct Entry {
   double seconds = 0;
 };
 
+// The tokenizer's own ceiling: encode + decode of the TRUE window (given + future frames), scored on the future
+// frames. A world model whose output goes through this decoder is capped near it, so the gap between a model and
+// copy-last splits into this part (the tokenizer) and the model's own.
+class TokenizerRoundTrip : public FuturePredictor {
+ public:
+  TokenizerRoundTrip(std::unique_ptr<tokenizer::Tokenizer> tok, const EvalWindow* const* window)
+      : tok_(std::move(tok)), window_(window) {}
+  absl::StatusOr<at::Tensor> Predict(const at::Tensor& context, const std::string&, int64_t horizon,
+                                     const std::vector<uint64_t>&) override {
+    at::NoGradGuard ng;
+    const at::Tensor video = at::cat({context, (*window_)->future.narrow(0, 0, horizon)}).unsqueeze(0);
+    WFM_ASSIGN_OR_RETURN(at::Tensor rec, tok_->Reconstruct(ToModel(video)));  // [1, 3, T, H, W]
+    return FromModel(rec.cpu()).narrow(1, context.size(0), horizon).contiguous();  // [1, horizon, H, W, 3]
+  }
+
+ private:
+  std::unique_ptr<tokenizer::Tokenizer> tok_;
+  const EvalWindow* const* window_;  // the window being evaluated (its true future)
+};
+
 class CopyLast : public FuturePredictor {
  public:
   absl::StatusOr<at::Tensor> Predict(const at::Tensor& context, const std::string&, int64_t horizon,
@@ -161,6 +182,16 @@ absl::Status RunEvaluateStage(DemoContext& ctx) {
   const EvalWindow* current = nullptr;
   entries.push_back({"copy_last", "copy last frame", "baseline", std::make_unique<CopyLast>()});
   entries.push_back({"constant_velocity", "constant velocity", "baseline", std::make_unique<ConstantVelocity>(&current)});
+  for (const auto& [name, label] : {std::make_pair("cv_roundtrip", "CV tokenizer on the true future (ceiling)"),
+                                    std::make_pair("dv_roundtrip", "DV tokenizer on the true future (ceiling)")}) {
+    absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =
+        OpenDemoTokenizer(ctx, plan, std::string(name).substr(0, 2));
+    if (tok.ok()) {
+      entries.push_back({name, label, "reference", std::make_unique<TokenizerRoundTrip>(std::move(*tok), &current)});
+    } else {
+      entries.push_back({name, label, "reference", nullptr, absl::StrCat("not evaluated: ", tok.status().message())});
+    }
+  }
 
   const std::vector<EvalWindow> windows = HeldoutWindows(plan);
   if (windows.empty()) return absl::FailedPreconditionError("no held-out windows (heldout_clips = 0?)");

@@ -67,7 +67,7 @@ absl::Status RunReportStage(DemoContext& ctx) {
       rows.push_back({p["label"], p["kind"], "-", "-", "-", "-", p["status"]});
       continue;
     }
-    std::string note = "baseline";
+    std::string note = p["kind"] == "reference" ? "tokenizer ceiling (sees the true future)" : "baseline";
     if (p["kind"] == "model") note = preds.contains("copy_last") ? Verdict(p, preds["copy_last"]) : "";
     rows.push_back({p["label"], p["kind"], FormatScore("psnr", Num(p["mean"]["psnr"])),
                     FormatScore("ssim", Num(p["mean"]["ssim"])), FormatScore("pos_err_px", Num(p["mean"]["pos_err_px"])),
@@ -78,7 +78,9 @@ absl::Status RunReportStage(DemoContext& ctx) {
       "%d held-out windows, %dx%d pixels. PSNR and SSIM (Gaussian 11x11) per predicted frame against the true "
       "frame. Position error: the colour detector (world::DetectObjects) run on the predicted frame vs the "
       "simulator's true object centre, over objects at least %.0f%% visible; an object the detector cannot find "
-      "counts as %.0f px. 'objects detected' is the fraction found. Stochastic models are averaged over seeds.",
+      "counts as %.0f px. 'objects detected' is the fraction found. Stochastic models are averaged over seeds. "
+      "The 'reference' rows are no predictors: each tokenizer encodes and decodes the TRUE frames, which is about "
+      "the best a world model on its latents can show through that decoder.",
       static_cast<int>(Num(task["windows"])), plan.size, plan.size, 100 * Num(task["min_visible"]), Num(task["miss_penalty_px"])));
 
   // ---- plots ----
@@ -93,7 +95,7 @@ absl::Status RunReportStage(DemoContext& ctx) {
       PlotSeries s{p["label"].get<std::string>()};
       s.y = p["per_step"][key].get<std::vector<double>>();
       for (size_t k = 0; k < s.y.size(); ++k) s.x.push_back(k + 1);
-      s.dashed = p["kind"] == "baseline";
+      s.dashed = p["kind"] != "model";
       series.push_back(std::move(s));
     }
     r.Raw(SvgLinePlot(series, {.title = title, .x_label = "frames ahead", .y_label = unit}));

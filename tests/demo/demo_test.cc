@@ -45,8 +45,13 @@ TEST(WfmDemoTest, QuickRunWritesAConsistentReport) {
   ASSERT_TRUE(metrics["predictors"].contains("constant_velocity"));
   int scored = 0;
   for (const char* model : {"ar", "diffusion"}) ASSERT_TRUE(metrics["predictors"].contains(model)) << model;
+  // The tokenizers' ceiling rows (encode + decode of the true future).
+  for (const char* ref : {"cv_roundtrip", "dv_roundtrip"}) {
+    ASSERT_TRUE(metrics["predictors"].contains(ref)) << ref;
+    EXPECT_EQ(metrics["predictors"][ref]["kind"], "reference") << ref;
+  }
   for (const auto& [name, p] : metrics["predictors"].items()) {
-    EXPECT_EQ(p["status"], "ok") << name;  // both world models and both baselines were scored
+    EXPECT_EQ(p["status"], "ok") << name;  // both world models, both baselines and both ceilings were scored
     if (p["status"] != "ok") {
       // An honest "not evaluated" row, never numbers.
       EXPECT_NE(html.find(HtmlEscape(p["status"].get<std::string>())), std::string::npos) << name;
@@ -68,7 +73,7 @@ TEST(WfmDemoTest, QuickRunWritesAConsistentReport) {
         Num(p["mean"]["ssim"], 3), Num(p["mean"]["pos_err_px"], 2), Num(p["mean"]["detected"], 2));
     EXPECT_NE(html.find(row), std::string::npos) << "report row missing: " << row;
   }
-  EXPECT_EQ(scored, 4);
+  EXPECT_EQ(scored, 7);  // AR, diffusion (two decodings), two baselines, two tokenizer ceilings
   EXPECT_NE(html.find("<svg"), std::string::npos);
   // The example video: given + predicted frames of a window.
   WFM_ASSERT_OK_AND_ASSIGN(VideoInfo info, ProbeVideo(out + "/predictions/window_0.mp4", /*exact=*/true));
