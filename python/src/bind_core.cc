@@ -330,6 +330,27 @@ void BindProgressRuntime(py::module_& m) {
   m.def("init_threads", &InitThreads, py::arg("num_threads") = 0,
         "Sets LibTorch's intra-op threads (<= 0: WFM_NUM_THREADS or all cores); returns the count in effect.");
   m.def("default_num_threads", &DefaultNumThreads);
+  m.def(
+      "install_large_block_cpu_allocator",
+      [](int64_t cache_mb) { return InstallLargeBlockCpuAllocator(cache_mb << 20); }, py::arg("cache_mb") = 0,
+      "Opt-in: serve torch CPU blocks of >= 1 MiB from 2 MiB-aligned huge pages and reuse freed ones while resident "
+      "memory stays within its peak so far plus cache_mb (the `wfm` tool does this at start-up; it saves most of "
+      "the page-fault time of big tokenizer activations). Process-wide and permanent; WFM_CPU_ALLOCATOR=default "
+      "refuses it. Returns True when it is in effect.");
+  m.def(
+      "cpu_allocator_stats",
+      []() {
+        const CpuAllocatorStats s = LargeBlockCpuAllocatorStats();
+        py::dict d;
+        d["large_allocations"] = s.large_allocations;
+        d["reused"] = s.reused;
+        d["live_bytes"] = s.live_bytes;
+        d["peak_live_bytes"] = s.peak_live_bytes;
+        d["cached_bytes"] = s.cached_bytes;
+        d["evicted"] = s.evicted;
+        return d;
+      },
+      "Counters of the large-block CPU allocator (all 0 when it was never installed).");
   m.def("cuda_available", &CudaAvailable, "True when LibTorch has CUDA and a GPU is visible.");
   m.def(
       "parse_device", [](const std::string& text) { return Unwrap(ParseDevice(text)); }, py::arg("text"),

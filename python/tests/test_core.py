@@ -4,6 +4,8 @@ released, progress callbacks call Python."""
 import faulthandler
 import os
 import pathlib
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -201,3 +203,23 @@ def test_package_layout():
     assert wfm.core is core and "core" in wfm.__all__
     assert wfm.__version__
     assert core.read_tensor_file.__doc__ and "zero-copy" in core.read_tensor_file.__doc__
+
+
+def test_large_block_cpu_allocator_in_a_fresh_process():
+    # Process-wide and permanent: run it in its own interpreter so the other tests keep torch's allocator.
+    code = (
+        "import torch, wfm.core as c\n"
+        "assert c.cpu_allocator_stats()['large_allocations'] == 0\n"
+        "assert c.install_large_block_cpu_allocator(0)\n"
+        "a = torch.arange(4 << 20, dtype=torch.float32)\n"
+        "assert a.data_ptr() % (2 << 20) == 0\n"
+        "assert float((a + 1)[-1]) == float(4 << 20)\n"
+        "p = a.data_ptr(); del a\n"
+        "b = torch.empty(4 << 20)\n"
+        "s = c.cpu_allocator_stats()\n"
+        "assert s['large_allocations'] >= 2 and s['reused'] >= 1, s\n"
+        "print('ok')\n")
+    env = dict(os.environ)
+    env.pop("WFM_CPU_ALLOCATOR", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr

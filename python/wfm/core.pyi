@@ -1,6 +1,6 @@
 """Type stubs of wfm.core (the native extension). Kept in sync by python/tests/test_stubs.py."""
 import os
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import torch
 
@@ -97,6 +97,10 @@ class Progress:
 
 def init_threads(num_threads: int = 0) -> int: ...
 def default_num_threads() -> int: ...
+def install_large_block_cpu_allocator(cache_mb: int = 0) -> bool:
+    """Opt-in huge-page CPU allocator with a reuse cache bounded by the resident-memory peak (see runtime.h)."""
+def cpu_allocator_stats() -> Dict[str, int]:
+    """large_allocations, reused, live_bytes, peak_live_bytes, cached_bytes, evicted."""
 def cuda_available() -> bool: ...
 def parse_device(text: str) -> torch.device: ...
 def runtime_summary() -> str: ...
