@@ -194,7 +194,7 @@ struct GenerateArgs {
   std::string input_video, prompt, output, device = "cpu", dtype = "auto";
   int64_t num_input_frames = 9, num_frames = 33, seed = 0, num_samples = 1, top_k = 0, window_context_frames = 0;
   double temperature = 1.0, top_p = 0.8, fps = 24.0, guidance = 1.0;
-  bool random_init = false, save_tokens = false, bf16_head = false, stream = false;
+  bool random_init = false, save_tokens = false, bf16_head = false, int8_head = false, stream = false;
 };
 
 absl::StatusOr<TextContext> LoadTextContext(const ArConfig& config, const GenerateArgs& a) {
@@ -277,7 +277,9 @@ absl::Status Generate(const GenerateArgs& a) {
   }
 
   WFM_ASSIGN_OR_RETURN(ArTransformer net, LoadNet(config, a.weights, a.random_init, device, dtype));
+  if (a.bf16_head && a.int8_head) return absl::InvalidArgumentError("give either --bf16-head or --int8-head");
   if (a.bf16_head) net->set_output_dtype(at::kBFloat16);
+  if (a.int8_head) net->set_output_dtype(at::kChar);
   WFM_ASSIGN_OR_RETURN(std::unique_ptr<VideoTokenCodec> codec,
                        LoadTokenizerCodec(a.tokenizer_config, a.tokenizer_weights,
                                           a.device));
@@ -381,6 +383,9 @@ int RunGenerate(int argc, char** argv) {
       .Flag("random-init", &a.random_init, "random AR (and tokenizer) weights, for smoke tests")
       .Flag("bf16-head", &a.bf16_head,
             "run the output projection in bfloat16: ~2x faster batch-1 decode on CPU, logits within ~1e-2")
+      .Flag("int8-head", &a.int8_head,
+            "run the output projection with int8 weights (per-row scales, fp32 input): the fastest batch-1 decode on "
+            "CPU, logits within ~1e-2")
       .Option("device", &a.device, "cpu | cuda | cuda:N | auto (default cpu)")
       .Option("dtype", &a.dtype, "auto (float32 on CPU, the config precision on GPU) | float32 | bfloat16")
       .Epilog("example:\n  wfm ar generate --config 5B-Video2World --weights ckpt/model.pt \\\n"

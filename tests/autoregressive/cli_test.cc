@@ -114,9 +114,9 @@ TEST(ArCli, GenerateSmokeMultiverseFolderAndSingleFile) {
   const at::Tensor tokens = wfm::ReadSafetensors(dir + "/futures/tokens.safetensors").value().at("tokens");
   EXPECT_EQ(tokens.sizes(), at::IntArrayRef({2, 3, 4, 4}));
   EXPECT_TRUE(at::equal(tokens[0][0], tokens[1][0])) << "both futures share the prompt frame";
-  // --stream writes the same kind of file while generating
+  // --stream writes the same kind of file while generating (here with the int8 output head)
   ASSERT_EQ(RunCommand(GenerateCmd("--input-video " + video + " --num-input-frames 9 --num-frames 17 --seed 3 " +
-                                   "--stream --output " + dir + "/streamed.mp4"),
+                                   "--stream --int8-head --output " + dir + "/streamed.mp4"),
                        &log),
             0)
       << log;
@@ -238,6 +238,10 @@ TEST(ArCli, GenerateBadInputs) {
   EXPECT_EQ(RunCommand(GenerateCmd("--output " + dir + "/o.mp4"), &log), 1);  // base model without a prompt video
   EXPECT_NE(log.find("--input-video"), std::string::npos) << log;
   EXPECT_EQ(RunCommand(WfmTool() + " ar generate --config tiny --output x.mp4", &log), 2) << log;  // no tokenizer
+  EXPECT_EQ(RunCommand(GenerateCmd("--input-video " + video + " --bf16-head --int8-head --output " + dir + "/o.mp4"),
+                       &log),
+            1);
+  EXPECT_NE(log.find("either --bf16-head or --int8-head"), std::string::npos) << log;
 }
 
 }  // namespace
