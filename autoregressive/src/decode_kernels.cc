@@ -6,7 +6,8 @@
 #include <cstring>
 #include <vector>
 
-#if defined(__x86_64__) && defined(__GNUC__)
+// GCC only (the kernels use `#pragma GCC target` regions); other compilers take the ATen path.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define WFM_AR_AVX2 1
 #include <cpuid.h>
 #include <immintrin.h>
