@@ -87,6 +87,8 @@ int RunCurate(int argc, char** argv) {
       .Flag("transcode", &transcode, "write clip MP4s and shards (--no-transcode: analysis and indexes only)")
       .Option("workers", &o.workers, "videos analysed in parallel per process (default: cores / 4, at least 1)")
       .Option("decode-threads", &a.decode_threads, "decoder threads per video (default: cores / workers)")
+      .Option("decode", &a.decode, "auto (NVDEC when a CUDA device opens, else CPU) | cpu | nvdec (default auto)")
+      .Option("gpu", &a.gpu, "CUDA device for NVDEC / h264_nvenc (default: local rank % visible GPUs)")
       .Option("shard-size-mb", &shard_mb, "target shard size in MB (default 500)")
       .Flag("flat-shards", &flat, "shards/part_NNNNNN/NNNNNN.tar without resolution/aspect/duration bins")
       .Option("detector", &a.shots.method, "shot detector: auto | classic | content | gradual | transnetv2 | all")
@@ -139,7 +141,8 @@ int RunCurate(int argc, char** argv) {
       .Flag("quiet", &o.quiet, "no progress output")
       .Epilog("examples:\n  wfm curate --input raw/ --output cur/\n"
               "  wfm curate --input list.txt --output cur/ --no-transcode          # fast survey\n"
-              "  mpirun -np 4 wfm curate --input raw/ --output /shared/cur/         # one process per GPU/node");
+              "  mpirun -np 4 wfm curate --input raw/ --output /shared/cur/         # one process per GPU/node\n"
+              "  srun --mpi=pmix --ntasks-per-node=8 wfm curate --input raw/ --output /shared/cur/   # Slurm, 8 GPUs/node");
   if (auto rc = p.Parse(argc, argv)) return *rc;
   o.transcode_enabled = transcode;
   o.binned_shards = !flat;
@@ -152,6 +155,9 @@ int RunCurate(int argc, char** argv) {
   if (!ParseBitrate(bitrate, &t.bit_rate)) return p.UsageError("bad --bitrate '" + bitrate + "'");
   int mw = 0, mh = 0;
   if (!ParseSize(model_size, &mw, &mh)) return p.UsageError("bad --model-size '" + model_size + "' (WxH)");
+  if (a.decode != "auto" && a.decode != "cpu" && a.decode != "nvdec") {
+    return p.UsageError("--decode must be auto, cpu or nvdec");
+  }
   if (f.motion_filter != "enable" && f.motion_filter != "score-only" && f.motion_filter != "disable") {
     return p.UsageError("--motion-filter must be enable, score-only or disable");
   }

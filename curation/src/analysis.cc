@@ -447,6 +447,8 @@ CropBox BorderCrop(const std::vector<float>& row_max, const std::vector<float>& 
 absl::StatusOr<VideoAnalysis> AnalyzeVideo(const std::string& path, const AnalysisOptions& o) {
   DecoderOptions dopt;
   dopt.threads = o.decode_threads;
+  dopt.decode = o.decode;
+  dopt.gpu = o.gpu;
   dopt.export_motion_vectors = o.filters.motion_filter != "disable";
   WFM_ASSIGN_OR_RETURN(auto dec, VideoDecoder::Open(path, dopt));
   const VideoInfo& info = dec->info();

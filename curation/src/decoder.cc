@@ -13,6 +13,7 @@
 extern "C" {
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
+#include <libavutil/hwcontext.h>
 #include <libavutil/imgutils.h>
 #include <libavutil/motion_vector.h>
 #include <libavutil/pixdesc.h>
@@ -22,6 +23,7 @@ extern "C" {
 #include "wfm/core/ffmpeg_ptr.h"
 #include "wfm/core/logging.h"
 #include "wfm/core/status.h"
+#include "wfm/curation/gpu.h"
 
 namespace wfm::curation {
 namespace {
@@ -82,13 +84,63 @@ void QuietFfmpeg() {
   std::call_once(once, [] { av_log_set_level(GetLogLevel() == LogLevel::kDebug ? AV_LOG_INFO : AV_LOG_FATAL); });
 }
 
+// FFmpeg CUDA device contexts, one per GPU for the whole process (creating a CUDA context costs ~100 ms and
+// hundreds of MB of GPU memory; every decoder on that GPU shares it). Failures are remembered too. Never freed:
+// they live as long as the process.
+std::mutex cuda_mu;
+std::map<int, AVBufferRef*> cuda_devices;
+std::map<int, absl::Status> cuda_failures;
+
+absl::StatusOr<AVBufferRef*> CudaDevice(int gpu) {
+  std::lock_guard<std::mutex> lock(cuda_mu);
+  if (auto it = cuda_devices.find(gpu); it != cuda_devices.end()) return it->second;
+  if (auto it = cuda_failures.find(gpu); it != cuda_failures.end()) return it->second;
+  AVBufferRef* ref = nullptr;
+  int r = gpu < 0 ? AVERROR(ENODEV)
+                  : av_hwdevice_ctx_create(&ref, AV_HWDEVICE_TYPE_CUDA, std::to_string(gpu).c_str(), nullptr, 0);
+  if (r < 0) {
+    absl::Status s = FfmpegError(r, absl::StrCat("cannot open CUDA device ", gpu, " for NVDEC"));
+    cuda_failures.emplace(gpu, s);
+    return s;
+  }
+  cuda_devices.emplace(gpu, ref);
+  return ref;
+}
+
+// The pixel format of NVDEC output when `codec` can decode through a CUDA device, else AV_PIX_FMT_NONE.
+AVPixelFormat CudaPixelFormat(const AVCodec* codec) {
+  for (int i = 0;; ++i) {
+    const AVCodecHWConfig* c = avcodec_get_hw_config(codec, i);
+    if (!c) return AV_PIX_FMT_NONE;
+    if ((c->methods & AV_CODEC_HW_CONFIG_METHOD_HW_DEVICE_CTX) && c->device_type == AV_HWDEVICE_TYPE_CUDA)
+      return c->pix_fmt;
+  }
+}
+
+// get_format: NVDEC when the decoder offers it; else (a profile, bit depth or size NVDEC rejects) the first
+// software format, i.e. a software decode in the same context.
+AVPixelFormat PickCudaFormat(AVCodecContext* ctx, const AVPixelFormat* formats) {
+  for (const AVPixelFormat* p = formats; *p != AV_PIX_FMT_NONE; ++p)
+    if (*p == AV_PIX_FMT_CUDA) return *p;
+  *static_cast<bool*>(ctx->opaque) = false;
+  for (const AVPixelFormat* p = formats; *p != AV_PIX_FMT_NONE; ++p) {
+    const AVPixFmtDescriptor* d = av_pix_fmt_desc_get(*p);
+    if (d && !(d->flags & AV_PIX_FMT_FLAG_HWACCEL)) return *p;
+  }
+  return AV_PIX_FMT_NONE;
+}
+
 }  // namespace
+
+absl::Status OpenCudaDevice(int gpu) { return CudaDevice(gpu).status(); }
 
 struct VideoDecoder::Impl {
   AVFormatInputPtr fmt;
   AVCodecContextPtr codec;
   AVFramePtr frame;    // the frame exposed by DecodedFrame
   AVFramePtr pending;  // decoded, waiting for its slot (constant frame rate)
+  AVFramePtr download;  // NVDEC picture copied to system memory
+  bool hardware = false;  // decoding on NVDEC (cleared by get_format when NVDEC declines the stream)
   AVPacketPtr packet;
   bool have_pending = false, cfr = true;
   int64_t repeats_left = 0;
@@ -210,6 +262,23 @@ absl::Status VideoDecoder::Init(const DecoderOptions& options) {
   if (r < 0) return FfmpegError(r, absl::StrCat("codec parameters of ", m.name));
   m.codec->thread_count = options.threads;
   m.codec->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
+  WFM_ASSIGN_OR_RETURN(std::string decode, ResolveDecode(options.decode, options.gpu), m.name);
+  if (decode == "nvdec") {
+    AVPixelFormat hw = CudaPixelFormat(codec);
+    if (hw == AV_PIX_FMT_NONE && options.decode == "nvdec") {
+      return absl::UnimplementedError(absl::StrCat(m.name, ": --decode nvdec: NVDEC cannot decode ", codec->name,
+                                                   " (use --decode auto to decode such inputs on the CPU)"));
+    }
+    if (hw != AV_PIX_FMT_NONE) {
+      WFM_ASSIGN_OR_RETURN(AVBufferRef * device, CudaDevice(options.gpu >= 0 ? options.gpu : ProcessGpu().gpu));
+      m.codec->hw_device_ctx = av_buffer_ref(device);
+      if (!m.codec->hw_device_ctx) return absl::ResourceExhaustedError("av_buffer_ref");
+      m.hardware = true;
+      m.codec->opaque = &m.hardware;
+      m.codec->get_format = PickCudaFormat;
+      m.codec->thread_count = 1;  // the GPU decodes; one thread feeds it (and keeps the surface pool small)
+    }
+  }
   if (options.export_motion_vectors) m.codec->flags2 |= AV_CODEC_FLAG2_EXPORT_MVS;
   m.codec->pkt_timebase = st->time_base;
   r = avcodec_open2(m.codec.get(), codec, nullptr);
@@ -219,8 +288,9 @@ absl::Status VideoDecoder::Init(const DecoderOptions& options) {
   }
   m.frame.reset(av_frame_alloc());
   m.pending.reset(av_frame_alloc());
+  m.download.reset(av_frame_alloc());
   m.packet.reset(av_packet_alloc());
-  if (!m.frame || !m.pending || !m.packet) return absl::ResourceExhaustedError("av_frame_alloc");
+  if (!m.frame || !m.pending || !m.download || !m.packet) return absl::ResourceExhaustedError("av_frame_alloc");
   m.cfr = options.constant_frame_rate;
   m.time_base = st->time_base;
   m.start_pts = st->start_time != AV_NOPTS_VALUE ? st->start_time : 0;
@@ -297,6 +367,16 @@ absl::StatusOr<bool> VideoDecoder::ReceiveFrame(AVFrame* out) {
   Impl& m = *impl_;
   while (true) {
     int r = avcodec_receive_frame(m.codec.get(), out);
+    if (r == 0 && out->format == AV_PIX_FMT_CUDA) {
+      // NVDEC: copy the picture to system memory (NV12 / P010) with its timestamps, flags and side data.
+      AVFrame* d = m.download.get();
+      av_frame_unref(d);
+      int t = av_hwframe_transfer_data(d, out, 0);
+      if (t >= 0) t = av_frame_copy_props(d, out);
+      if (t < 0) return FfmpegError(t, absl::StrCat("copying an NVDEC frame of ", m.name, " to system memory"));
+      av_frame_unref(out);
+      av_frame_move_ref(out, d);
+    }
     if (r == 0) {
       last_frame_corrupt_ = (out->flags & AV_FRAME_FLAG_CORRUPT) || out->decode_error_flags != 0;
       corrupt_frames_ += last_frame_corrupt_;
@@ -335,6 +415,8 @@ absl::StatusOr<bool> VideoDecoder::ReceiveFrame(AVFrame* out) {
     av_packet_unref(m.packet.get());
   }
 }
+
+bool VideoDecoder::hardware() const { return impl_->hardware; }
 
 bool DecodedFrame::key_frame() const {
 #ifdef AV_FRAME_FLAG_KEY

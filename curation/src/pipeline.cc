@@ -29,6 +29,7 @@
 #include "wfm/core/progress.h"
 #include "wfm/core/status.h"
 #include "wfm/core/train/distributed.h"
+#include "wfm/curation/gpu.h"
 #include "wfm/curation/webdataset.h"
 
 namespace wfm::curation {
@@ -328,6 +329,22 @@ absl::StatusOr<nlohmann::json> RunCurate(const CurateOptions& o) {
   const std::string state = out + "/.state";
   const std::string shards = out + "/shards";
 
+  // This rank's GPU for NVDEC decode and NVENC encode: --gpu, else local rank % visible GPUs (core's
+  // DeviceForLocalRank). Decided collectively: a rank that cannot decode as asked stops every rank.
+  GpuPlan gpu = ProcessGpu();
+  gpu.local_rank = pg.local_rank();
+  if (o.analysis.gpu >= 0) gpu.gpu = o.analysis.gpu;
+  absl::StatusOr<std::string> decode_used = ResolveDecode(o.analysis.decode, gpu.gpu);
+  WFM_ASSIGN_OR_RETURN(long long decode_failures, sum_all(decode_used.ok() ? 0 : 1));
+  WFM_RETURN_IF_ERROR(decode_used.status(), "curate");
+  if (decode_failures > 0) return absl::FailedPreconditionError("curate: another rank cannot decode as asked (see its log)");
+  WFM_ASSIGN_OR_RETURN(long long ranks_nvdec, sum_all(*decode_used == "nvdec" ? 1 : 0));
+  if (pg.world_size() > 1 || *decode_used == "nvdec") {
+    WFM_LOG(INFO) << "curate rank " << pg.rank() << " (local rank " << gpu.local_rank << "): "
+                  << (gpu.gpu >= 0 ? absl::StrCat("GPU ", gpu.gpu, " of ", gpu.num_gpus) : std::string("no GPU"))
+                  << ", decode " << *decode_used;
+  }
+
   // ---- rank 0: configuration check, discovery, crash recovery ----
   std::string setup_error, inputs_text, pending_text, run_id;
   if (pg.rank() == 0) {
@@ -398,6 +415,8 @@ absl::StatusOr<nlohmann::json> RunCurate(const CurateOptions& o) {
     analysis.decode_threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / workers);
   }
   if (transcode.threads == 0) transcode.threads = analysis.decode_threads;
+  analysis.gpu = transcode.gpu = gpu.gpu;
+  transcode.decode = analysis.decode;
 
   const std::string tmp = absl::StrCat(state, "/tmp/r", pg.rank());
   WFM_RETURN_IF_ERROR(MakeDirs(tmp));
@@ -687,6 +706,12 @@ absl::StatusOr<nlohmann::json> RunCurate(const CurateOptions& o) {
       summary["workers_per_process"] = workers;
       summary["transcode"] = o.transcode_enabled;
       if (o.transcode_enabled) summary["encoder"] = ResolveEncoder(o.transcode.encoder);
+      summary["devices"] = {{"decode", o.analysis.decode},
+                            {"ranks_on_nvdec", ranks_nvdec},
+                            {"rank0", {{"local_rank", gpu.local_rank},
+                                       {"visible_gpus", gpu.num_gpus},
+                                       {"gpu", gpu.gpu >= 0 ? nlohmann::json(gpu.gpu) : nlohmann::json(nullptr)},
+                                       {"decode", *decode_used}}}};
       summary["config"] = Fingerprint(o);
       WFM_RETURN_IF_ERROR(WriteFileAtomically(out + "/summary.json", summary.dump(2) + "\n"));
       if (!o.quiet) {

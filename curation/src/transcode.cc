@@ -18,6 +18,7 @@ extern "C" {
 #include "wfm/core/ffmpeg_ptr.h"
 #include "wfm/core/status.h"
 #include "wfm/curation/decoder.h"
+#include "wfm/curation/gpu.h"
 
 namespace wfm::curation {
 namespace fs = std::filesystem;
@@ -51,6 +52,11 @@ class ClipEncoder {
       av_opt_set_int(c->priv_data, "cq", o.crf, 0);
     }
     if (encoder == "libx264" && !o.preset.empty()) av_opt_set(c->priv_data, "preset", o.preset.c_str(), 0);
+    if (encoder == "h264_nvenc") {
+      // The same GPU as the decode (one rank per GPU); -1 lets NVENC pick (its "any" default).
+      const int gpu = o.gpu >= 0 ? o.gpu : ProcessGpu().gpu;
+      if (gpu >= 0) av_opt_set_int(c->priv_data, "gpu", gpu, 0);
+    }
     AVFormatContext* oc = nullptr;
     int r = avformat_alloc_output_context2(&oc, nullptr, "mp4", e->tmp_.c_str());
     if (r < 0 || !oc) return FfmpegError(r, absl::StrCat("creating ", path));
@@ -284,6 +290,8 @@ absl::StatusOr<std::vector<ClipOutput>> TranscodeClips(const std::string& source
   }
   DecoderOptions dopt;
   dopt.threads = o.threads;
+  dopt.decode = o.decode;
+  dopt.gpu = o.gpu;
   WFM_ASSIGN_OR_RETURN(auto dec, VideoDecoder::Open(source, dopt));
   const VideoInfo& info = dec->info();
   AVRational src_fps{static_cast<int>(info.fps.num), static_cast<int>(info.fps.den)};

@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -31,34 +32,94 @@ class SingleProcessGroup : public ProcessGroup {
   absl::Status Barrier() override { return absl::OkStatus(); }
 };
 
-// Started by an MPI launcher (mpirun / mpiexec / srun with PMI or PMIx). WFM_NO_MPI=1 opts out: every process
-// then runs on its own.
-bool LaunchedByMpi() {
+// Started by an MPI launcher (mpirun / mpiexec / srun with PMI or PMIx, or an srun step of several tasks).
+// WFM_NO_MPI=1 opts out: every process then runs on its own.
+bool LaunchedByMpi(const LaunchInfo& launch) {
   if (const char* off = std::getenv("WFM_NO_MPI"); off && *off && std::string(off) != "0") return false;
   for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMI_RANK", "PMIX_RANK", "MPI_LOCALNRANKS"})
     if (std::getenv(name)) return true;
-  return false;
+  return launch.launcher == "slurm" && launch.world_size > 1;
+}
+
+// A non-negative integer variable, or -1 when unset or not a number.
+int EnvInt(const EnvLookup& env, const char* name) {
+  const char* v = env(name);
+  if (!v || !*v) return -1;
+  char* end = nullptr;
+  long x = std::strtol(v, &end, 10);
+  if (*end != '\0' || x < 0 || x > (1L << 30)) return -1;
+  return static_cast<int>(x);
 }
 
 }  // namespace
 
+LaunchInfo DetectLaunch(const EnvLookup& lookup) {
+  const EnvLookup env = lookup ? lookup : EnvLookup([](const char* name) -> const char* { return std::getenv(name); });
+  LaunchInfo info;
+  int local = -1;  // -1: the launcher did not say
+  auto set = [&](const char* launcher, int rank, int size, int local_rank) {
+    info.launcher = launcher;
+    info.rank = std::max(rank, 0);
+    info.world_size = std::max({size, info.rank + 1, 1});
+    local = local_rank;
+  };
+  const bool srun_step = (env("SLURM_STEP_ID") || env("SLURM_STEPID")) && EnvInt(env, "SLURM_PROCID") >= 0;
+  int slurm_size = EnvInt(env, "SLURM_STEP_NUM_TASKS");
+  if (slurm_size < 0) slurm_size = EnvInt(env, "SLURM_NTASKS");
+  if (EnvInt(env, "OMPI_COMM_WORLD_SIZE") >= 0) {
+    set("openmpi", EnvInt(env, "OMPI_COMM_WORLD_RANK"), EnvInt(env, "OMPI_COMM_WORLD_SIZE"),
+        EnvInt(env, "OMPI_COMM_WORLD_LOCAL_RANK"));
+  } else if (srun_step) {
+    set("slurm", EnvInt(env, "SLURM_PROCID"), slurm_size, EnvInt(env, "SLURM_LOCALID"));
+  } else if (EnvInt(env, "PMI_RANK") >= 0 || EnvInt(env, "PMI_SIZE") >= 0) {
+    set("pmi", EnvInt(env, "PMI_RANK"), EnvInt(env, "PMI_SIZE"), EnvInt(env, "MPI_LOCALRANKID"));
+  } else if (EnvInt(env, "PMIX_RANK") >= 0) {
+    set("pmix", EnvInt(env, "PMIX_RANK"), -1, -1);
+  }
+  // Launchers that only say the local rank: Intel MPI / MPICH (MPI_LOCALRANKID), torchrun-style (LOCAL_RANK).
+  for (const char* name : {"MPI_LOCALRANKID", "LOCAL_RANK"})
+    if (local < 0) local = EnvInt(env, name);
+  info.local_rank = std::max(local, 0);
+  return info;
+}
+
+int DeviceForLocalRank(int local_rank, int num_devices) {
+  if (num_devices <= 0) return -1;
+  return std::max(local_rank, 0) % num_devices;
+}
+
 bool ProcessGroup::MpiAvailable() { return internal::MpiBuilt(); }
 
 absl::StatusOr<std::shared_ptr<ProcessGroup>> ProcessGroup::Create(absl::string_view backend) {
-  if (backend == "none" || backend == "single") return std::shared_ptr<ProcessGroup>(new SingleProcessGroup());
-  if (backend == "mpi") return internal::CreateMpiGroup();
-  if (backend == "auto") {
-    if (LaunchedByMpi()) {
+  const LaunchInfo launch = DetectLaunch();
+  std::shared_ptr<ProcessGroup> group;
+  if (backend == "none" || backend == "single") {
+    group.reset(new SingleProcessGroup());
+  } else if (backend == "mpi") {
+    WFM_ASSIGN_OR_RETURN(group, internal::CreateMpiGroup());
+  } else if (backend == "auto") {
+    if (LaunchedByMpi(launch)) {
       if (!internal::MpiBuilt())
         return absl::FailedPreconditionError(
             "launched under mpirun/srun, but this wfm was built without MPI (install libopenmpi-dev and "
             "rebuild); to run every process on its own instead, pass --distributed none or set WFM_NO_MPI=1");
-      return internal::CreateMpiGroup();
+      WFM_ASSIGN_OR_RETURN(group, internal::CreateMpiGroup());
+      if (launch.launcher == "slurm" && group->world_size() != launch.world_size) {
+        // srun without a PMI plugin OpenMPI can use: every task initialises MPI as a singleton.
+        return absl::FailedPreconditionError(absl::StrCat(
+            "the launcher (", launch.launcher, ") started ", launch.world_size, " tasks but MPI sees a world of ",
+            group->world_size(), ": under Slurm launch with `srun --mpi=pmix` (see `srun --mpi=list`) or use "
+            "mpirun inside the allocation"));
+      }
+    } else {
+      group.reset(new SingleProcessGroup());
     }
-    return std::shared_ptr<ProcessGroup>(new SingleProcessGroup());
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown distributed backend '", backend, "' (expected auto, mpi or none)"));
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown distributed backend '", backend, "' (expected auto, mpi or none)"));
+  group->local_rank_ = launch.local_rank;
+  return group;
 }
 
 absl::Status ProcessGroup::AllReduceMean(const std::vector<at::Tensor>& tensors) {

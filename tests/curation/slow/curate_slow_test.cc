@@ -235,5 +235,22 @@ TEST_F(CurateSlowTest, MpirunTwoRanksMatchesOneProcess) {
   EXPECT_EQ(summary["processes"], 2);
 }
 
+TEST_F(CurateSlowTest, SrunWithoutPmiIsRefusedNotRunAsTwoRankZeros) {
+  // The environment of task 0 of `srun -n 2 wfm curate ...` on a cluster whose srun has no PMI plugin OpenMPI
+  // understands: MPI initialises every task as a world of one. Running on would give two "rank 0"s writing the
+  // same shards; curate must stop with a hint instead. (A one-task srun step runs as one process.)
+  auto cmd = Command(dir_ + "/srun", 1);
+  std::vector<std::string> env = {"/usr/bin/env", "SLURM_JOB_ID=1", "SLURM_STEP_ID=0", "SLURM_PROCID=0",
+                                  "SLURM_STEP_NUM_TASKS=2", "SLURM_NTASKS=2", "SLURM_LOCALID=0"};
+  env.insert(env.end(), cmd.begin(), cmd.end());
+  int rc = Wait(Spawn(env, dir_ + "/srun.log"));
+  std::ifstream log(dir_ + "/srun.log");
+  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  if (text.find("built without MPI") != std::string::npos) GTEST_SKIP() << "wfm built without MPI";
+  EXPECT_EQ(rc, 1) << text;
+  EXPECT_NE(text.find("srun --mpi=pmix"), std::string::npos) << text;
+  EXPECT_FALSE(fs::exists(dir_ + "/srun/clips.jsonl"));
+}
+
 }  // namespace
 }  // namespace wfm::curation

@@ -71,6 +71,8 @@ struct AnalysisOptions {
   int model_frames = 8;       // frames per clip given to the embedder / scorer / captioner
   double model_fps = 1.0;     // rate at which model frames are collected
   int decode_threads = 0;     // 0 = all cores
+  std::string decode = "auto";  // cpu | nvdec | auto (NVDEC when a CUDA device opens; see gpu.h)
+  int gpu = -1;                 // CUDA device for NVDEC; -1 = this process's GPU (local rank % visible GPUs)
   bool sidecar_captions = true;
   // Optional models (not owned; may be null). Thread-safe implementations may be shared across workers.
   ClipEmbedder* embedder = nullptr;

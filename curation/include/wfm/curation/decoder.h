@@ -49,6 +49,12 @@ struct DecoderOptions {
   // the timestamps (AVI "dropped" frames, VFR) repeat the previous picture (DecodedFrame::repeated()), frames
   // more than a frame early are dropped. Off: every decoded picture once, in display order.
   bool constant_frame_rate = true;
+  // "cpu", "nvdec" or "auto" (gpu.h ResolveDecode). NVDEC pictures are copied to system memory (NV12 / P010) and
+  // take the same conversions as software ones. Hardware decoders export no motion vectors (the analysis then
+  // uses its block-matching fallback). "auto" decodes on the CPU when no CUDA device opens and for the codecs and
+  // profiles NVDEC cannot take; "nvdec" makes those an error.
+  std::string decode = "cpu";
+  int gpu = -1;  // CUDA device for NVDEC; -1 = this process's GPU (ProcessGpu)
 };
 
 class VideoDecoder;
@@ -99,6 +105,8 @@ class VideoDecoder {
 
   // Container/stream properties. num_frames is the container's count or an estimate from the duration.
   const VideoInfo& info() const { return info_; }
+  // True when pictures come from NVDEC (false for a software decode, including an "auto" fallback).
+  bool hardware() const;
   // Decodes the next frame; false at the end of the stream.
   absl::StatusOr<bool> Next();
   const DecodedFrame& frame() const { return current_; }

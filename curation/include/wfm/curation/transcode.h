@@ -25,6 +25,8 @@ struct TranscodeOptions {
   int threads = 0;               // encoder + decoder threads (0 = auto)
   bool crop = true;              // apply the clip's black-border crop
   bool stream_copy = false;      // allow stream copy for keyframe-aligned clips
+  std::string decode = "auto";   // source decode: cpu | nvdec | auto (see gpu.h)
+  int gpu = -1;                  // CUDA device for NVDEC and h264_nvenc; -1 = this process's GPU
 };
 
 struct ClipJob {

@@ -13,6 +13,7 @@
 // Tensors on a GPU are staged through host memory (no CUDA-aware MPI assumed).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,12 +30,37 @@ class Module;
 
 namespace wfm::train {
 
+// How this process was started, from the launcher's environment: global rank / size and the rank among the
+// processes on this node (what picks a GPU). Recognised, first match wins:
+//   "openmpi"  mpirun / mpiexec of OpenMPI: OMPI_COMM_WORLD_RANK / _SIZE / _LOCAL_RANK
+//   "slurm"    a Slurm job step started by srun: SLURM_STEP_ID (or SLURM_STEPID) with SLURM_PROCID,
+//              SLURM_STEP_NUM_TASKS (or SLURM_NTASKS), SLURM_LOCALID. An sbatch script itself (SLURM_PROCID=0
+//              but no step id) is not a launch: its single process is not one of N tasks.
+//   "pmi"      MPICH / Intel MPI (Hydra): PMI_RANK / PMI_SIZE, MPI_LOCALRANKID
+//   "pmix"     a PMIx launcher: PMIX_RANK (no size in the environment: world_size is only rank + 1)
+//   ""         started directly; the local rank may still come from LOCAL_RANK (torchrun-style launchers).
+struct LaunchInfo {
+  std::string launcher;
+  int rank = 0, world_size = 1, local_rank = 0;
+  bool launched() const { return !launcher.empty(); }
+};
+// `env` looks up a variable (nullptr result = unset); the default reads the process environment.
+using EnvLookup = std::function<const char*(const char*)>;
+LaunchInfo DetectLaunch(const EnvLookup& env = nullptr);
+// The one rank -> GPU rule of the library: the processes of a node take its GPUs round-robin by local rank
+// (local_rank % num_devices), so `mpirun -np 8` / `srun --ntasks-per-node=8` on an 8-GPU node gives each rank its
+// own GPU, and a launcher that already narrowed CUDA_VISIBLE_DEVICES to one GPU per task gives device 0.
+// -1 when there are no devices.
+int DeviceForLocalRank(int local_rank, int num_devices);
+
 class ProcessGroup {
  public:
   virtual ~ProcessGroup() = default;
   // "auto": MPI when launched by mpirun/srun (OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMI_RANK, PMIX_RANK or
-  // MPI_LOCALNRANKS set, and WFM_NO_MPI unset or 0) and MPI support is built in, else a single process; launched
-  // that way without MPI support is a FailedPrecondition error (each process would think it is alone).
+  // MPI_LOCALNRANKS set, or an srun step of more than one task; and WFM_NO_MPI unset or 0) and MPI support is
+  // built in, else a single process; launched that way without MPI support is a FailedPrecondition error (each
+  // process would think it is alone), and so is an MPI world other than srun's task count (srun without a PMI
+  // plugin MPI can use: every task would be a singleton; launch with `srun --mpi=pmix`).
   // "mpi": MPI or an error. "none"/"single": one process.
   // MPI is initialised once per process and finalised at exit.
   static absl::StatusOr<std::shared_ptr<ProcessGroup>> Create(absl::string_view backend = "auto");
@@ -45,6 +71,8 @@ class ProcessGroup {
   virtual int rank() const = 0;
   virtual int world_size() const = 0;
   bool is_main() const { return rank() == 0; }
+  // This process's rank among those on its node (DetectLaunch().local_rank; 0 for a single process).
+  int local_rank() const { return local_rank_; }
 
   // In-place sum / mean over ranks. All ranks must pass tensors of the same shapes and dtypes in the same order.
   virtual absl::Status AllReduceSum(const std::vector<at::Tensor>& tensors) = 0;
@@ -56,6 +84,9 @@ class ProcessGroup {
   absl::StatusOr<double> AllReduceScalar(double value);
   // Rank `root`'s string on every rank (e.g. a JSON document decided by one rank).
   absl::StatusOr<std::string> BroadcastString(const std::string& value, int root = 0);
+
+ protected:
+  int local_rank_ = 0;
 };
 
 // Averages the gradients of `params` over ranks (no-op for a single process). Parameters without a gradient on
