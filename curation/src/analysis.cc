@@ -730,6 +730,7 @@ nlohmann::json ClipRecord::ToJson(bool with_embedding) const {
   j["shard"] = shard.empty() ? nlohmann::json(nullptr) : nlohmann::json(shard);
   j["key"] = key;
   j["stream_copied"] = stream_copied;
+  j["stream_copy_declined"] = stream_copy_declined.empty() ? nlohmann::json(nullptr) : nlohmann::json(stream_copy_declined);
   j["keyframes"] = {{"start_pts", start_pts},
                     {"end_pts", end_pts == kEndOfStream ? nlohmann::json(nullptr) : nlohmann::json(end_pts)},
                     {"start_key", start_key},
@@ -786,6 +787,8 @@ ClipRecord ClipRecord::FromJson(const nlohmann::json& j) {
   if (j.contains("shard") && j["shard"].is_string()) c.shard = j["shard"];
   c.key = j.value("key", "");
   c.stream_copied = j.value("stream_copied", false);
+  if (j.contains("stream_copy_declined") && j["stream_copy_declined"].is_string())
+    c.stream_copy_declined = j["stream_copy_declined"].get<std::string>();
   if (j.contains("keyframes") && j["keyframes"].is_object()) {
     const auto& k = j["keyframes"];
     c.start_pts = k.value("start_pts", int64_t{0});

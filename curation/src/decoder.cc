@@ -350,15 +350,13 @@ absl::StatusOr<bool> VideoDecoder::Next() {
     m.repeats_left = 0;
     int64_t ts = m.pending->best_effort_timestamp;
     if (m.cfr && ts != AV_NOPTS_VALUE && current_.index_ >= 0) {
-      // ffmpeg -vsync cfr: drop when more than 1.1 frames early, repeat when more than 1.1 frames late.
-      double target = (ts - m.start_pts) * av_q2d(m.time_base) * m.fps;
-      double delta = target - static_cast<double>(current_.index_ + 1);
-      if (delta < -1.1) {
+      const int64_t d = CfrDecision((ts - m.start_pts) * av_q2d(m.time_base) * m.fps, current_.index_ + 1, m.fps);
+      if (d < 0) {
         m.have_pending = false;
         av_frame_unref(m.pending.get());
         continue;
       }
-      if (delta > 1.1) m.repeats_left = std::min<int64_t>(std::llround(delta), static_cast<int64_t>(m.fps * 60));
+      m.repeats_left = d;
     }
   }
 }
@@ -414,6 +412,13 @@ absl::StatusOr<bool> VideoDecoder::ReceiveFrame(AVFrame* out) {
     }
     av_packet_unref(m.packet.get());
   }
+}
+
+int64_t CfrDecision(double position, int64_t next, double fps) {
+  const double delta = position - static_cast<double>(next);
+  if (delta < -1.1) return -1;
+  if (delta > 1.1) return std::min<int64_t>(std::llround(delta), static_cast<int64_t>(fps * 60));
+  return 0;
 }
 
 bool VideoDecoder::hardware() const { return impl_->hardware; }

@@ -486,6 +486,7 @@ absl::StatusOr<nlohmann::json> RunCurate(const CurateOptions& o) {
           c.num_bytes = r.num_bytes;
           c.video_codec = r.codec;
           c.stream_copied = r.stream_copied;
+          c.stream_copy_declined = r.copy_declined;
           PendingSample s;
           s.key = c.key;
           s.bin = ShardBin(c.width, c.height, c.end_s - c.start_s);

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <mutex>
 #include <utility>
+#include <vector>
 
 extern "C" {
 #include <libavcodec/avcodec.h>
@@ -15,6 +16,7 @@ extern "C" {
 #include <libswscale/swscale.h>
 }
 
+#include "absl/strings/str_cat.h"
 #include "wfm/core/ffmpeg_ptr.h"
 #include "wfm/core/status.h"
 #include "wfm/curation/decoder.h"
@@ -192,6 +194,7 @@ absl::StatusOr<ClipOutput> StreamCopy(const std::string& source, const ClipJob& 
   AVPacketPtr pkt(av_packet_alloc());
   int64_t frames = 0;
   bool started = false;
+  std::vector<int64_t> copied_pts;
   while (av_read_frame(in.get(), pkt.get()) >= 0) {
     if (pkt->stream_index != vi || pkt->pts == AV_NOPTS_VALUE) {
       av_packet_unref(pkt.get());
@@ -211,14 +214,49 @@ absl::StatusOr<ClipOutput> StreamCopy(const std::string& source, const ClipJob& 
       continue;
     }
     started = true;
+    copied_pts.push_back(pkt->pts);
     pkt->pts -= job.start_pts;
     if (pkt->dts != AV_NOPTS_VALUE) pkt->dts -= job.start_pts;
+    // The muxer may have chosen another time base than the source's (MP4 raises timescales below 10000, e.g. a
+    // phone's 600): packets must be rescaled or the clip plays hundreds of times too fast.
+    av_packet_rescale_ts(pkt.get(), ist->time_base, ost->time_base);
     pkt->stream_index = 0;
     pkt->pos = -1;
     r = av_interleaved_write_frame(out.get(), pkt.get());
     av_packet_unref(pkt.get());
     if (r < 0) return FfmpegError(r, absl::StrCat("writing ", job.output));
     ++frames;
+  }
+  // The copy is exact only when the analysis' constant-frame-rate numbering maps the copied pictures 1:1 onto
+  // [start_frame, end_frame): always for a constant-frame-rate source; a variable-frame-rate span (pictures the
+  // numbering drops or repeats, e.g. a phone's 30 fps stream slowing to 15 fps in the dark) would give a clip
+  // whose frames and frame count differ from its metadata, so it is declined and re-encoded at the nominal rate.
+  std::sort(copied_pts.begin(), copied_pts.end());
+  const int64_t stream_start = ist->start_time != AV_NOPTS_VALUE ? ist->start_time : 0;
+  std::string mismatch;
+  if (copied_pts.empty() || copied_pts.front() != job.start_pts) {
+    mismatch = "the first copied picture is not the clip's first frame";
+  } else {
+    int64_t next = job.start_frame + 1;
+    for (size_t k = 1; k < copied_pts.size() && mismatch.empty(); ++k, ++next) {
+      const double t = (copied_pts[k] - stream_start) * av_q2d(ist->time_base);
+      const int64_t d = CfrDecision(t * fps, next, fps);
+      if (d != 0) {
+        mismatch = absl::StrCat("variable frame rate: the picture at ", absl::SixDigits(t), " s is ",
+                                d < 0 ? "dropped" : absl::StrCat("preceded by ", d, " repeated frame(s)"),
+                                " in the clip's ", absl::SixDigits(fps), " fps frame numbering");
+      }
+    }
+    if (mismatch.empty() && next != job.end_frame) {
+      mismatch = absl::StrCat(copied_pts.size(), " pictures in [start_pts, end_pts) for ",
+                              job.end_frame - job.start_frame, " clip frames");
+    }
+  }
+  if (!mismatch.empty()) {
+    out.reset();
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    return absl::FailedPreconditionError(mismatch);
   }
   r = av_write_trailer(out.get());
   if (r < 0) return FfmpegError(r, absl::StrCat("finishing ", job.output));
@@ -304,15 +342,27 @@ absl::StatusOr<std::vector<ClipOutput>> TranscodeClips(const std::string& source
     const ClipJob& j = jobs[i];
     bool full = j.crop.w == 0 || !o.crop || (j.crop.x == 0 && j.crop.y == 0 && j.crop.w >= info.width - 1 &&
                                               j.crop.h >= info.height - 1);
-    bool eligible = o.stream_copy && full && o.height == 0 && o.fps == 0 && j.start_key && j.end_pts > j.start_pts;
-    if (!eligible) continue;
-    AVCodecID id = avcodec_descriptor_get_by_name(info.codec.c_str()) ? avcodec_descriptor_get_by_name(info.codec.c_str())->id
-                                                                      : AV_CODEC_ID_NONE;
-    if (!CopyableCodec(id)) continue;
-    auto r = StreamCopy(source, j, info.fps.value());
-    if (r.ok()) {
-      outputs[i] = *r;
-      copied[i] = true;
+    if (!o.stream_copy) continue;
+    const AVCodecDescriptor* desc = avcodec_descriptor_get_by_name(info.codec.c_str());
+    std::string& why = outputs[i].copy_declined;
+    if (!full) {
+      why = "the clip is cropped (black borders)";
+    } else if (o.height != 0 || o.fps != 0) {
+      why = "a new size or frame rate was asked for";
+    } else if (!j.start_key) {
+      why = "the clip does not start on a keyframe";
+    } else if (j.end_pts <= j.start_pts) {
+      why = "the clip's end timestamp is unknown";
+    } else if (!desc || !CopyableCodec(desc->id)) {
+      why = absl::StrCat(info.codec, " is not stream-copied into MP4");
+    } else {
+      auto r = StreamCopy(source, j, info.fps.value());
+      if (r.ok()) {
+        outputs[i] = *r;
+        copied[i] = true;
+      } else {
+        why = std::string(r.status().message());
+      }
     }
   }
 

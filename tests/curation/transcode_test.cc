@@ -8,6 +8,7 @@
 #include "curation_test_util.h"
 #include "test_support.h"
 #include "wfm/curation/analysis.h"
+#include "wfm/curation/decoder.h"
 #include "wfm/curation/pipeline.h"
 #include "wfm/curation/transcode.h"
 #include "wfm/curation/webdataset.h"
@@ -29,13 +30,13 @@ class TranscodeTest : public ::testing::Test {
     dir_ = wfm::testing::TempDir();
   }
   // Three shots of 100, 100 and 70 frames (320x180, 25 fps), a keyframe every 25 frames.
-  void WriteGopVideo(const std::string& video) {
+  void WriteGopVideo(const std::string& video, const std::string& x264_extra = "", const std::string& mux = "") {
     WFM_ASSERT_OK_AND_ASSIGN(at::Tensor a, testing::LoadFrames(city_, 320, 180, 0, 100));
     WFM_ASSERT_OK_AND_ASSIGN(at::Tensor b, testing::LoadFrames(wfm::testing::SharedPath("media/vtest.avi"), 320, 180, 0, 100));
     WFM_ASSERT_OK_AND_ASSIGN(at::Tensor c, testing::LoadFrames(city_, 320, 180, 120, 70));
     WFM_ASSERT_OK(testing::EncodeFrames(at::cat({a, b, c}), 25, video,
-                                        "-c:v libx264 -preset veryfast -x264-params keyint=25:min-keyint=25:scenecut=0 "
-                                        "-pix_fmt yuv420p"));
+                                        "-c:v libx264 -preset veryfast -x264-params keyint=25:min-keyint=25:scenecut=0" +
+                                            x264_extra + " -pix_fmt yuv420p " + mux));
   }
   std::string city_, dir_;
 };
@@ -127,6 +128,83 @@ TEST_F(TranscodeTest, StreamCopiesKeyframeAlignedClips) {
   }
 }
 
+TEST_F(TranscodeTest, VariableFrameRateSpansAreReencodedNotCopied) {
+  // The GOP video with its timestamps rewritten (setts bitstream filter; same pictures and keyframes, average
+  // still 25 fps): in the middle shot, pictures 140-149 come at 50 fps and 150-154 at 12.5 fps. The analysis
+  // numbers frames on the 25 fps grid, dropping 4 of those pictures and repeating 4 frames, so a copy of that shot
+  // would hold other pictures than frames [100, 200) its metadata names: it must be re-encoded (the recorded
+  // frames, at the nominal rate), with the reason recorded, while the constant-rate shots are still copied.
+  // MP4 time base 1/50 (1 tick = half a frame; below 10000, so the copies' muxer picks another: the copied
+  // packets must be rescaled).
+  const std::string cfr = dir_ + "/cfr.mp4", vfr = dir_ + "/vfr.mp4";
+  WriteGopVideo(cfr, ":bframes=0", "-video_track_timescale 50");
+  if (HasFatalFailure()) return;
+  const std::string setts = "setts=ts='if(lt(N,140),2*N,if(lt(N,150),140+N,if(lt(N,155),290+4*(N-150),2*N)))'";
+  ASSERT_EQ(wfm::testing::RunCommand("ffmpeg -v error -y -i '" + cfr + "' -c copy -bsf:v \"" + setts +
+                                     "\" -video_track_timescale 50 '" + vfr + "'"),
+            0);
+  AnalysisOptions ao;
+  ao.clips.crop_s = 0;
+  ao.clips.min_length_s = 1.0;
+  ao.clips.min_length_frames = 25;
+  ao.decode_threads = 1;
+  WFM_ASSERT_OK_AND_ASSIGN(VideoAnalysis an, AnalyzeVideo(vfr, ao));
+  ASSERT_EQ(an.clips.size(), 3u) << an.video.ToJson().dump();
+  EXPECT_EQ(an.video.num_frames, 270);
+  std::vector<ClipJob> jobs;
+  for (const auto& cl : an.clips) {
+    jobs.push_back(JobForClip(cl, dir_ + "/" + cl.span_uuid + ".mp4"));
+    EXPECT_TRUE(cl.start_key) << cl.start_frame;
+  }
+  ASSERT_EQ(jobs[1].start_frame, 100);
+  ASSERT_EQ(jobs[1].end_frame, 200);
+  TranscodeOptions o;
+  o.stream_copy = true;
+  o.threads = 1;
+  o.encoder = "libx264";
+  WFM_ASSERT_OK_AND_ASSIGN(auto outs, TranscodeClips(vfr, jobs, o));
+  for (size_t k = 0; k < outs.size(); ++k) {
+    SCOPED_TRACE("clip " + std::to_string(k));
+    const int64_t n = jobs[k].end_frame - jobs[k].start_frame;
+    EXPECT_EQ(outs[k].stream_copied, k != 1);
+    if (k == 1) {
+      EXPECT_NE(outs[k].copy_declined.find("variable frame rate"), std::string::npos) << outs[k].copy_declined;
+    } else {
+      EXPECT_EQ(outs[k].copy_declined, "");
+    }
+    EXPECT_EQ(outs[k].num_frames, n);
+    // The clip's pictures are the analysis' frames [start, end): bit-exact when copied, re-encoded otherwise.
+    WFM_ASSERT_OK_AND_ASSIGN(at::Tensor back, testing::LoadFrames(jobs[k].output, 64, 36));
+    WFM_ASSERT_OK_AND_ASSIGN(at::Tensor src, testing::LoadFrames(vfr, 64, 36, jobs[k].start_frame, n));
+    ASSERT_EQ(back.size(0), n);
+    if (outs[k].stream_copied) {
+      EXPECT_TRUE(back.equal(src)) << "max diff " << wfm::testing::MaxAbsDiff(back, src);
+    } else {
+      EXPECT_GT(Psnr(back, src), 30.0);
+    }
+    // ... shown at the clip's constant rate: picture i at i / 25 s.
+    DecoderOptions raw;
+    raw.constant_frame_rate = false;
+    WFM_ASSERT_OK_AND_ASSIGN(auto dec, VideoDecoder::Open(jobs[k].output, raw));
+    EXPECT_NEAR(dec->info().fps.value(), 25.0, 1e-6);
+    int64_t i = 0;
+    double worst = 0;
+    while (true) {
+      WFM_ASSERT_OK_AND_ASSIGN(bool more, dec->Next());
+      if (!more) break;
+      worst = std::max(worst, std::abs(dec->frame().time_s() - i / 25.0));
+      ++i;
+    }
+    EXPECT_EQ(i, n);
+    EXPECT_LT(worst, 1e-3) << "largest timestamp deviation from i / 25 s";
+  }
+  // The constant-frame-rate rule the check shares with the decoder.
+  EXPECT_EQ(CfrDecision(10.0, 10, 25), 0);
+  EXPECT_EQ(CfrDecision(8.8, 10, 25), -1);
+  EXPECT_EQ(CfrDecision(12.0, 10, 25), 2);
+  EXPECT_EQ(CfrDecision(11.0, 10, 25), 0);
+}
+
 TEST_F(TranscodeTest, CurateStreamCopiesAlignedClipsIntoShards) {
   // `wfm curate --stream-copy --trim-s 0`: the keyframe alignment found by the analysis reaches the transcode
   // step, the clips are copied (not re-encoded) and the shards' mp4s hold the recorded frames.
@@ -155,6 +233,7 @@ TEST_F(TranscodeTest, CurateStreamCopiesAlignedClipsIntoShards) {
     if (!more) break;
     WFM_ASSERT_OK_AND_ASSIGN(nlohmann::json meta, s.Json());
     copied += meta["stream_copied"].get<bool>();
+    EXPECT_TRUE(meta["stream_copy_declined"].is_null()) << meta.dump();
     EXPECT_TRUE(meta["keyframes"]["start_key"].get<bool>()) << meta.dump();
     WFM_ASSERT_OK_AND_ASSIGN(at::Tensor frames, s.DecodeVideo(64, 36));
     EXPECT_EQ(frames.size(0), meta["end_frame"].get<int64_t>() - meta["start_frame"].get<int64_t>()) << meta.dump();

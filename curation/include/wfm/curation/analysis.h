@@ -120,6 +120,7 @@ struct ClipRecord {
   int64_t num_frames = 0, num_bytes = 0;
   std::string video_codec, shard, key;
   bool stream_copied = false;
+  std::string stream_copy_declined;  // --stream-copy: why this clip was re-encoded instead (empty: copied / not asked)
 
   int64_t length() const { return end_frame - start_frame; }
   // clips.jsonl / shard metadata; the embedding (large) only on request (the resume journal keeps it).

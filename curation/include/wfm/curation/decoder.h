@@ -138,6 +138,13 @@ class VideoDecoder {
   std::string read_error_message_;
 };
 
+// The constant-frame-rate rule of DecoderOptions::constant_frame_rate (ffmpeg -vsync cfr): a picture whose
+// timestamp puts it `position` frames after the stream start, arriving when `next` is the next output index, is
+// dropped (-1: more than 1.1 frames early), shown as frame `next` (0), or shown after n > 0 repeats of the
+// previous picture (more than 1.1 frames late; at most a minute of repeats). Stream copy checks with it that the
+// copied pictures are exactly a clip's frames.
+int64_t CfrDecision(double position, int64_t next, double fps);
+
 // Decodes a whole (short) video held in memory to uint8 [T, h, w, 3] RGB at the given size (0 = source size).
 absl::StatusOr<at::Tensor> DecodeBytesToTensor(absl::string_view data, int width = 0, int height = 0,
                                                const std::string& name = "<memory>");

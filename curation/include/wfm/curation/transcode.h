@@ -3,7 +3,8 @@
 // resized / resampled, H.264 in MP4 (+faststart). Encoders: libx264 (CRF or bitrate; cosmos-curate uses
 // 4 Mbit/s), h264_nvenc when a GPU encoder opens ("auto" tries it first), libopenh264, mpeg4 as a last
 // resort. Stream copy (no re-encode) when allowed and the cut is keyframe-aligned with nothing to crop,
-// resize or resample.
+// resize or resample, and only when the copied pictures are exactly the clip's frames: a variable-frame-rate span
+// (pictures the constant-frame-rate numbering drops or repeats) is re-encoded, with the reason recorded.
 #pragma once
 
 #include <cstdint>
@@ -48,6 +49,7 @@ struct ClipOutput {
   int64_t num_frames = 0, num_bytes = 0;
   std::string codec;  // "h264", ...
   bool stream_copied = false;
+  std::string copy_declined;  // with stream copy allowed: why this clip was re-encoded instead (else empty)
 };
 
 // Encodes every job (sorted by start_frame, non-overlapping) from one pass over `source`.
