@@ -7,7 +7,8 @@
 #      `ffmpeg -threads 2 -i X -c:v libx264 -preset veryfast -b:v 4M -f null -` (a full re-encode);
 #   3. alternates the runs REPEAT times and reports the median wall time, CPU time and the speed ratios
 #      (ffmpeg decode wall / wfm wall; >= 0.6 is the target for the analysis).
-# Usage: scripts/bench-curation.sh [BUILD_DIR] [REPEAT]    (WORK=/tmp/... to keep the files)
+# Usage: scripts/bench-curation.sh [BUILD_DIR] [REPEAT]    (WORK=/tmp/... to keep the files;
+#        WFM_CURATE_ARGS="--decode nvdec --encoder h264_nvenc" adds options to the wfm runs)
 set -euo pipefail
 BUILD=${1:-build}
 REPEAT=${2:-3}
@@ -36,8 +37,8 @@ run() {
 rm -f "$WORK"/*.times
 for ((i = 0; i < REPEAT; i++)); do
   run ffmpeg_decode ffmpeg -v error -threads 2 -i "$IN" -f null -
-  run wfm_analysis "$WFM" curate --input "$IN" --output "$WORK/out" --no-transcode --workers 1 --decode-threads 2 --quiet
-  run wfm_transcode "$WFM" curate --input "$IN" --output "$WORK/out" --workers 1 --decode-threads 2 --quiet
+  run wfm_analysis "$WFM" curate --input "$IN" --output "$WORK/out" --no-transcode --workers 1 --decode-threads 2 --quiet ${WFM_CURATE_ARGS:-}
+  run wfm_transcode "$WFM" curate --input "$IN" --output "$WORK/out" --workers 1 --decode-threads 2 --quiet ${WFM_CURATE_ARGS:-}
   run ffmpeg_x264 ffmpeg -v error -threads 2 -i "$IN" -c:v libx264 -preset veryfast -b:v 4M -f null -
 done
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
