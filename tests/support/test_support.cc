@@ -1,6 +1,8 @@
 // Shared test helpers (see test_support.h).
 #include "test_support.h"
 
+#include "wfm/core/safetensors.h"
+
 #include <ATen/ATen.h>
 
 #include <array>
@@ -125,6 +127,20 @@ int RunCommand(const std::string& command, std::string* output) {
   int rc = ::pclose(p);
   if (output) *output = out;
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+void ExpectSafetensorsClose(const std::string& a, const std::string& b, double tol, int min_compared,
+                            const std::string& hint) {
+  absl::StatusOr<TensorMap> ta = ReadSafetensors(a), tb = ReadSafetensors(b);
+  ASSERT_TRUE(ta.ok()) << ta.status();
+  ASSERT_TRUE(tb.ok()) << tb.status();
+  int compared = 0;
+  for (const auto& [name, t] : *tb) {
+    if (!t.is_floating_point() || !ta->count(name)) continue;
+    ++compared;
+    EXPECT_LT(MaxRelDiff(ta->at(name), t), tol) << a << " vs " << b << ": " << name << " HINT: " << hint;
+  }
+  EXPECT_GE(compared, min_compared) << a << " vs " << b;
 }
 
 }  // namespace wfm::testing

@@ -28,6 +28,11 @@ std::string TempDir();
 double MaxRelDiff(const at::Tensor& a, const at::Tensor& b);
 double MaxAbsDiff(const at::Tensor& a, const at::Tensor& b);
 
+// Every floating-point tensor of safetensors file `b` that `a` also holds is within `tol` (MaxRelDiff of a vs b);
+// at least `min_compared` tensors are compared. Failures name the file, the tensor and `hint`.
+void ExpectSafetensorsClose(const std::string& a, const std::string& b, double tol, int min_compared,
+                            const std::string& hint);
+
 // Runs a shell command, returns its exit status; output captured into *output when given.
 int RunCommand(const std::string& command, std::string* output = nullptr);
 
