@@ -40,3 +40,27 @@ function(wfm_add_test name)
   file(WRITE ${env_file} "if(DEFINED ${name}_TESTS)\n  set_tests_properties(\${${name}_TESTS} PROPERTIES ENVIRONMENT \"WFM_SHARED_DIR=${WFM_SHARED_DIR};WFM_SOURCE_DIR=${CMAKE_SOURCE_DIR};WFM_BINARY_DIR=${CMAKE_BINARY_DIR};WFM_NUM_THREADS=1\")\nendif()\n")
   set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES ${env_file})
 endfunction()
+
+# wfm_add_mpi_test(NAME <ctest name> TARGET <gtest executable> FILTER <gtest filter> [LAUNCHES_MPIRUN]): a two-rank
+# MPI check, label `mpi`. By default the executable itself runs under `mpirun -np 2` (its cases skip outside
+# mpirun; needs MPI_CXX_FOUND). With LAUNCHES_MPIRUN the test starts `mpirun` itself (the `wfm` tool under it),
+# found through WFM_MPIEXEC. Nothing is added when the executable or mpirun is missing.
+function(wfm_add_mpi_test)
+  cmake_parse_arguments(ARG "LAUNCHES_MPIRUN" "NAME;TARGET;FILTER" "" ${ARGN})
+  if(NOT TARGET ${ARG_TARGET} OR NOT MPIEXEC_EXECUTABLE)
+    return()
+  endif()
+  set(env "WFM_SHARED_DIR=${WFM_SHARED_DIR};WFM_SOURCE_DIR=${CMAKE_SOURCE_DIR};WFM_BINARY_DIR=${CMAKE_BINARY_DIR}")
+  list(APPEND env "WFM_NUM_THREADS=1" "OMPI_MCA_rmaps_base_oversubscribe=1")
+  if(ARG_LAUNCHES_MPIRUN)
+    add_test(NAME ${ARG_NAME} COMMAND $<TARGET_FILE:${ARG_TARGET}> --gtest_filter=${ARG_FILTER})
+    list(PREPEND env "WFM_MPIEXEC=${MPIEXEC_EXECUTABLE}")
+  elseif(MPI_CXX_FOUND)
+    add_test(NAME ${ARG_NAME}
+             COMMAND ${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe -np 2
+                     $<TARGET_FILE:${ARG_TARGET}> --gtest_filter=${ARG_FILTER})
+  else()
+    return()
+  endif()
+  set_tests_properties(${ARG_NAME} PROPERTIES LABELS mpi TIMEOUT 300 ENVIRONMENT "${env}")
+endfunction()
