@@ -51,12 +51,15 @@ class LargeBlockAllocator final : public c10::Allocator {
     std::lock_guard<std::mutex> lock(mu_);
     cache_limit_ = bytes;
     EvictLocked(0);
-    UpdateStatsLocked();
   }
 
   CpuAllocatorStats Stats() {
     std::lock_guard<std::mutex> lock(mu_);
-    return stats_;
+    CpuAllocatorStats s = counters_;
+    s.live_bytes = static_cast<int64_t>(live_bytes_);
+    s.peak_live_bytes = static_cast<int64_t>(high_water_);
+    s.cached_bytes = static_cast<int64_t>(cached_bytes_);
+    return s;
   }
 
   static LargeBlockAllocator*& Instance() {
@@ -71,7 +74,7 @@ class LargeBlockAllocator final : public c10::Allocator {
     const size_t size = RoundUp(n, kHugePage);
     {
       std::lock_guard<std::mutex> lock(mu_);
-      ++stats_.large_allocations;
+      ++counters_.large_allocations;
       // Smallest cached block that fits, if it wastes at most 1/8 of itself (+ one huge page).
       auto it = free_.lower_bound(size);
       if (it != free_.end() && it->first - size <= it->first / 8 + kHugePage) {
@@ -80,22 +83,19 @@ class LargeBlockAllocator final : public c10::Allocator {
         high_water_ = std::max(high_water_, live_bytes_);
         cached_bytes_ -= it->first;
         free_.erase(it);
-        ++stats_.reused;
-        UpdateStatsLocked();
+        ++counters_.reused;
         return p;
       }
       // A miss: make room so that the process's resident memory plus the new block stays within the budget.
       live_bytes_ += size;
       high_water_ = std::max(high_water_, live_bytes_);
       EvictLocked(size);
-      UpdateStatsLocked();
     }
     // Map one huge page more than needed, then cut the mapping to a 2 MiB-aligned range.
     void* raw = mmap(nullptr, size + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED) {
       std::lock_guard<std::mutex> lock(mu_);
       live_bytes_ -= size;
-      UpdateStatsLocked();
       // Out of address space or memory: the default routine reports it the way LibTorch users expect.
       return c10::alloc_cpu(n);
     }
@@ -127,7 +127,6 @@ class LargeBlockAllocator final : public c10::Allocator {
     live_bytes_ -= size;
     cached_bytes_ += size;
     free_.emplace(size, std::make_pair(p, ++clock_));
-    UpdateStatsLocked();
     return true;
   }
 
@@ -151,7 +150,7 @@ class LargeBlockAllocator final : public c10::Allocator {
       munmap(oldest->second.first, oldest->first);
       sizes_.erase(oldest->second.first);
       free_.erase(oldest);
-      ++stats_.evicted;
+      ++counters_.evicted;
     }
   }
 
@@ -167,12 +166,6 @@ class LargeBlockAllocator final : public c10::Allocator {
     return n == 2 ? resident_pages * page : 0;
   }
 
-  void UpdateStatsLocked() {
-    stats_.live_bytes = static_cast<int64_t>(live_bytes_);
-    stats_.cached_bytes = static_cast<int64_t>(cached_bytes_);
-    stats_.peak_live_bytes = static_cast<int64_t>(high_water_);
-  }
-
   std::mutex mu_;
   size_t cache_limit_;
   size_t live_bytes_ = 0;    // large blocks in use (counted from the request, before mmap returns)
@@ -182,7 +175,7 @@ class LargeBlockAllocator final : public c10::Allocator {
   uint64_t clock_ = 0;       // release order, for eviction
   std::unordered_map<void*, size_t> sizes_;                  // every live or cached large block -> its size
   std::multimap<size_t, std::pair<void*, uint64_t>> free_;  // cached blocks by size -> (block, release time)
-  CpuAllocatorStats stats_;
+  CpuAllocatorStats counters_;  // large_allocations, reused, evicted (the byte fields are filled by Stats())
 };
 
 }  // namespace
@@ -204,15 +197,16 @@ bool InstallLargeBlockCpuAllocator(int64_t cache_bytes) {
       WFM_LOG(WARNING) << "ignoring invalid WFM_CPU_CACHE_MB='" << env << "'";
     }
   }
+  const auto limit = static_cast<size_t>(std::max<int64_t>(cache_bytes, 0));
   static std::mutex mu;
   std::lock_guard<std::mutex> lock(mu);
   LargeBlockAllocator*& instance = LargeBlockAllocator::Instance();
   if (instance == nullptr) {
     // Never destroyed: tensors freed during static destruction still find their allocator.
-    instance = new LargeBlockAllocator(static_cast<size_t>(std::max<int64_t>(cache_bytes, 0)));
+    instance = new LargeBlockAllocator(limit);
     c10::SetCPUAllocator(instance, /*priority=*/1);
   } else {
-    instance->SetCacheLimit(static_cast<size_t>(std::max<int64_t>(cache_bytes, 0)));
+    instance->SetCacheLimit(limit);
   }
   return c10::GetCPUAllocator() == instance;
 }
