@@ -18,16 +18,13 @@ namespace {
 
 using wfm::testing::MaxAbsDiff;
 
-// A 4x8x8 CV tokenizer with 16 latent channels (the tiny DiT's), random weights.
+// A 4x8x8 CV tokenizer with 16 latent channels (the tiny DiT's; tests/diffusion/data/cv_tiny_tokenizer.json, also
+// the install test's), random weights.
 std::unique_ptr<tokenizer::Tokenizer> TinyTokenizer() {
-  tokenizer::TokenizerConfig c = tokenizer::BaseConfig("CV");
-  c.channels = 8;
-  c.channels_mult = {2, 4, 4};
-  c.num_res_blocks = 1;
-  c.patch_size = 2;
-  c.z_channels = c.latent_channels = 16;
-  c.spatial_compression = 8;
-  c.temporal_compression = 4;
+  auto config = tokenizer::TokenizerConfig::FromJsonFile(testing::SourceDir() +
+                                                         "/tests/diffusion/data/cv_tiny_tokenizer.json");
+  EXPECT_TRUE(config.ok()) << config.status();
+  tokenizer::TokenizerConfig c = *config;
   EXPECT_TRUE(c.Validate().ok()) << c.Validate();
   at::manual_seed(3);
   tokenizer::TokenizerNetwork net(c);

@@ -87,17 +87,13 @@ void MakeTinyWorldModel(const std::string& dir, int64_t context_dim) {
   WFM_ASSERT_OK(ar::SaveWeights(*net, dir + "/world_model.safetensors"));
 }
 
-// A tiny CV tokenizer (4x8x8, 16 latent channels) and a tiny Video2World DiT (width 64, 2 blocks, text width 32)
-// with random weights, perturbed so that every part of the network matters: config json + safetensors each.
+// A tiny CV tokenizer (4x8x8, 16 latent channels: tests/diffusion/data/cv_tiny_tokenizer.json) and a tiny
+// Video2World DiT (width 64, 2 blocks, text width 32) with random weights, perturbed so that every part of the
+// network matters: config json + safetensors each.
 void MakeTinyDiffusionModels(const std::string& dir) {
-  tokenizer::TokenizerConfig c = tokenizer::BaseConfig("CV");
-  c.channels = 8;
-  c.channels_mult = {2, 4, 4};
-  c.num_res_blocks = 1;
-  c.patch_size = 2;
-  c.z_channels = c.latent_channels = 16;
-  c.spatial_compression = 8;
-  c.temporal_compression = 4;
+  WFM_ASSERT_OK_AND_ASSIGN(tokenizer::TokenizerConfig c,
+                           tokenizer::TokenizerConfig::FromJsonFile(testing::SourceDir() +
+                                                                    "/tests/diffusion/data/cv_tiny_tokenizer.json"));
   WFM_ASSERT_OK(c.Validate());
   at::manual_seed(12);
   tokenizer::TokenizerNetwork tok(c);
