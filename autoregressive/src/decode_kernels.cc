@@ -129,62 +129,24 @@ bool HaveAvx512() {
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl")
-inline __m512 Load16(const float* p) { return _mm512_loadu_ps(p); }
-inline __m512 Load16(const int8_t* p) {
+// AVX-512: 16 lanes, fewer conversion / FMA instructions per weight than AVX2 for int8 and for the cache-resident
+// layer weights (same products, fp32 accumulation). K % 16 == 0.
+namespace avx512 {
+using Vec = __m512;
+constexpr int64_t kLanes = 16;
+inline Vec VZero() { return _mm512_setzero_ps(); }
+inline Vec VLoadX(const float* p) { return _mm512_loadu_ps(p); }
+inline Vec LoadW(const float* p) { return _mm512_loadu_ps(p); }
+inline Vec LoadW(const int8_t* p) {
   return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
 }
-
-// The AVX2 Gemv below with 16-lane registers (same products, fp32 accumulation): fewer conversion / FMA
-// instructions per weight for int8 and for the cache-resident layer weights. K % 16 == 0.
-template <typename T>
-void Gemv512(const float* x, const T* w, const float* scale, float* out, int64_t m_rows, int64_t k_dim,
-             int64_t stride, int64_t r0, int64_t r1) {
-  int64_t r = r0;
-  for (; r + 4 <= r1; r += 4) {
-    const T *w0 = w + r * k_dim, *w1 = w0 + k_dim, *w2 = w1 + k_dim, *w3 = w2 + k_dim;
-    float sc[4] = {1.f, 1.f, 1.f, 1.f};
-    if (scale != nullptr) std::memcpy(sc, scale + r, sizeof(sc));
-    int64_t m = 0;
-    for (; m + 2 <= m_rows; m += 2) {
-      const float *xa = x + m * k_dim, *xb = xa + k_dim;
-      __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-      for (int64_t k = 0; k < k_dim; k += 16) {
-        const __m512 xva = _mm512_loadu_ps(xa + k), xvb = _mm512_loadu_ps(xb + k);
-        const __m512 v0 = Load16(w0 + k), v1 = Load16(w1 + k), v2 = Load16(w2 + k), v3 = Load16(w3 + k);
-        a0 = _mm512_fmadd_ps(v0, xva, a0), b0 = _mm512_fmadd_ps(v0, xvb, b0);
-        a1 = _mm512_fmadd_ps(v1, xva, a1), b1 = _mm512_fmadd_ps(v1, xvb, b1);
-        a2 = _mm512_fmadd_ps(v2, xva, a2), b2 = _mm512_fmadd_ps(v2, xvb, b2);
-        a3 = _mm512_fmadd_ps(v3, xva, a3), b3 = _mm512_fmadd_ps(v3, xvb, b3);
-      }
-      float* oa = out + m * stride + r;
-      float* ob = oa + stride;
-      oa[0] = sc[0] * _mm512_reduce_add_ps(a0), oa[1] = sc[1] * _mm512_reduce_add_ps(a1);
-      oa[2] = sc[2] * _mm512_reduce_add_ps(a2), oa[3] = sc[3] * _mm512_reduce_add_ps(a3);
-      ob[0] = sc[0] * _mm512_reduce_add_ps(b0), ob[1] = sc[1] * _mm512_reduce_add_ps(b1);
-      ob[2] = sc[2] * _mm512_reduce_add_ps(b2), ob[3] = sc[3] * _mm512_reduce_add_ps(b3);
-    }
-    for (; m < m_rows; ++m) {
-      const float* xa = x + m * k_dim;
-      __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-      for (int64_t k = 0; k < k_dim; k += 16) {
-        const __m512 xv = _mm512_loadu_ps(xa + k);
-        a0 = _mm512_fmadd_ps(Load16(w0 + k), xv, a0);
-        a1 = _mm512_fmadd_ps(Load16(w1 + k), xv, a1);
-        a2 = _mm512_fmadd_ps(Load16(w2 + k), xv, a2);
-        a3 = _mm512_fmadd_ps(Load16(w3 + k), xv, a3);
-      }
-      float* oa = out + m * stride + r;
-      oa[0] = sc[0] * _mm512_reduce_add_ps(a0), oa[1] = sc[1] * _mm512_reduce_add_ps(a1);
-      oa[2] = sc[2] * _mm512_reduce_add_ps(a2), oa[3] = sc[3] * _mm512_reduce_add_ps(a3);
-    }
-  }
-  for (; r < r1; ++r)  // tail rows
-    for (int64_t m = 0; m < m_rows; ++m) {
-      __m512 a = _mm512_setzero_ps();
-      for (int64_t k = 0; k < k_dim; k += 16) a = _mm512_fmadd_ps(Load16(w + r * k_dim + k), _mm512_loadu_ps(x + m * k_dim + k), a);
-      out[m * stride + r] = _mm512_reduce_add_ps(a) * (scale != nullptr ? scale[r] : 1.f);
-    }
+inline Vec VFma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+inline float VSum(Vec v) { return _mm512_reduce_add_ps(v); }
+inline void Store4(float* o, const float* sc, Vec a0, Vec a1, Vec a2, Vec a3) {
+  o[0] = sc[0] * VSum(a0), o[1] = sc[1] * VSum(a1), o[2] = sc[2] * VSum(a2), o[3] = sc[3] * VSum(a3);
 }
+#include "gemv_tile.inc"  // Gemv
+}  // namespace avx512
 #pragma GCC pop_options
 
 }  // namespace
@@ -199,60 +161,29 @@ inline __m128 Hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
   return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
 }
 
-// 8 weights at p as fp32 (exact conversions).
-inline __m256 Load8(const float* p) { return _mm256_loadu_ps(p); }
-inline __m256 Load8(const uint16_t* p) {  // bfloat16 bits -> the upper half of a float
+// AVX2: 8 lanes; weights of every type converted exactly to fp32. K % 8 == 0.
+namespace avx2 {
+using Vec = __m256;
+constexpr int64_t kLanes = 8;
+inline Vec VZero() { return _mm256_setzero_ps(); }
+inline Vec VLoadX(const float* p) { return _mm256_loadu_ps(p); }
+inline Vec LoadW(const float* p) { return _mm256_loadu_ps(p); }
+inline Vec LoadW(const uint16_t* p) {  // bfloat16 bits -> the upper half of a float
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
 }
-inline __m256 Load8(const int8_t* p) {
+inline Vec LoadW(const int8_t* p) {
   return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
 }
-
-// 4 weight rows (16 KB at K = 1024) stay in L1 while the input rows pass over them two at a time (8 accumulators),
-// so the weight is streamed from memory once for all inputs.
-template <typename T>
-void Gemv(const float* x, const T* w, const float* scale, float* out, int64_t m_rows, int64_t k_dim,
-          int64_t stride, int64_t r0, int64_t r1) {
-  int64_t r = r0;
-  for (; r + 4 <= r1; r += 4) {
-    const T *w0 = w + r * k_dim, *w1 = w0 + k_dim, *w2 = w1 + k_dim, *w3 = w2 + k_dim;
-    const __m128 sc = scale != nullptr ? _mm_loadu_ps(scale + r) : _mm_set1_ps(1.f);
-    int64_t m = 0;
-    for (; m + 2 <= m_rows; m += 2) {
-      const float *xa = x + m * k_dim, *xb = xa + k_dim;
-      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-      for (int64_t k = 0; k < k_dim; k += 8) {
-        const __m256 xva = _mm256_loadu_ps(xa + k), xvb = _mm256_loadu_ps(xb + k);
-        const __m256 v0 = Load8(w0 + k), v1 = Load8(w1 + k), v2 = Load8(w2 + k), v3 = Load8(w3 + k);
-        a0 = _mm256_fmadd_ps(v0, xva, a0), b0 = _mm256_fmadd_ps(v0, xvb, b0);
-        a1 = _mm256_fmadd_ps(v1, xva, a1), b1 = _mm256_fmadd_ps(v1, xvb, b1);
-        a2 = _mm256_fmadd_ps(v2, xva, a2), b2 = _mm256_fmadd_ps(v2, xvb, b2);
-        a3 = _mm256_fmadd_ps(v3, xva, a3), b3 = _mm256_fmadd_ps(v3, xvb, b3);
-      }
-      _mm_storeu_ps(out + m * stride + r, _mm_mul_ps(sc, Hsum4(a0, a1, a2, a3)));
-      _mm_storeu_ps(out + (m + 1) * stride + r, _mm_mul_ps(sc, Hsum4(b0, b1, b2, b3)));
-    }
-    for (; m < m_rows; ++m) {
-      const float* xa = x + m * k_dim;
-      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-      for (int64_t k = 0; k < k_dim; k += 8) {
-        const __m256 xv = _mm256_loadu_ps(xa + k);
-        a0 = _mm256_fmadd_ps(Load8(w0 + k), xv, a0);
-        a1 = _mm256_fmadd_ps(Load8(w1 + k), xv, a1);
-        a2 = _mm256_fmadd_ps(Load8(w2 + k), xv, a2);
-        a3 = _mm256_fmadd_ps(Load8(w3 + k), xv, a3);
-      }
-      _mm_storeu_ps(out + m * stride + r, _mm_mul_ps(sc, Hsum4(a0, a1, a2, a3)));
-    }
-  }
-  for (; r < r1; ++r)  // tail rows
-    for (int64_t m = 0; m < m_rows; ++m) {
-      __m256 a = _mm256_setzero_ps();
-      for (int64_t k = 0; k < k_dim; k += 8) a = _mm256_fmadd_ps(Load8(w + r * k_dim + k), _mm256_loadu_ps(x + m * k_dim + k), a);
-      const __m256 z = _mm256_setzero_ps();
-      out[m * stride + r] = _mm_cvtss_f32(Hsum4(a, z, z, z)) * (scale != nullptr ? scale[r] : 1.f);
-    }
+inline Vec VFma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+inline float VSum(Vec v) {
+  const Vec z = _mm256_setzero_ps();
+  return _mm_cvtss_f32(Hsum4(v, z, z, z));
 }
+inline void Store4(float* o, const float* sc, Vec a0, Vec a1, Vec a2, Vec a3) {
+  _mm_storeu_ps(o, _mm_mul_ps(_mm_loadu_ps(sc), Hsum4(a0, a1, a2, a3)));
+}
+#include "gemv_tile.inc"  // Gemv
+}  // namespace avx2
 
 // out[0:d] = sum_j p[j] * v[j, 0:d] for j < n, d % 8 == 0; up to 32 output values kept in registers per pass.
 void WeightedSum(const float* p, const float* v, int64_t n, int64_t d, float* out) {
@@ -287,22 +218,22 @@ void GemvRows(const float* x, const void* w, WeightType type, const float* scale
   switch (type) {
     case WeightType::kFloat32:
       if (k_dim % 16 == 0 && HaveAvx512())
-        return Gemv512(x, static_cast<const float*>(w), scale, out, m_rows, k_dim, out_stride, r0, r1);
-      return Gemv(x, static_cast<const float*>(w), scale, out, m_rows, k_dim, out_stride, r0, r1);
+        return avx512::Gemv(x, static_cast<const float*>(w), scale, out, m_rows, k_dim, out_stride, r0, r1);
+      return avx2::Gemv(x, static_cast<const float*>(w), scale, out, m_rows, k_dim, out_stride, r0, r1);
     case WeightType::kBFloat16:
       if (k_dim % 32 == 0 && HaveAvx512Bf16())
         return GemvBf16Avx512(x, static_cast<const uint16_t*>(w), out, m_rows, k_dim, out_stride, r0, r1);
-      return Gemv(x, static_cast<const uint16_t*>(w), scale, out, m_rows, k_dim, out_stride, r0, r1);
+      return avx2::Gemv(x, static_cast<const uint16_t*>(w), scale, out, m_rows, k_dim, out_stride, r0, r1);
     case WeightType::kInt8:
       if (k_dim % 16 == 0 && HaveAvx512())
-        return Gemv512(x, static_cast<const int8_t*>(w), scale, out, m_rows, k_dim, out_stride, r0, r1);
-      return Gemv(x, static_cast<const int8_t*>(w), scale, out, m_rows, k_dim, out_stride, r0, r1);
+        return avx512::Gemv(x, static_cast<const int8_t*>(w), scale, out, m_rows, k_dim, out_stride, r0, r1);
+      return avx2::Gemv(x, static_cast<const int8_t*>(w), scale, out, m_rows, k_dim, out_stride, r0, r1);
   }
 }
 
 void AttendCached(const float* q, const float* k, const float* v, int64_t rep, int64_t n, int64_t d, float* scores,
                   float* out) {
-  Gemv(q, k, nullptr, scores, rep, d, n, 0, n);  // [rep, n]: every cached key read once for the rep heads
+  avx2::Gemv(q, k, nullptr, scores, rep, d, n, 0, n);  // [rep, n]: every cached key read once for the rep heads
   for (int64_t r = 0; r < rep; ++r) {
     float* s = scores + r * n;
     const float mx = *std::max_element(s, s + n);
