@@ -55,6 +55,7 @@ struct DemoPlan {
   int cv_spatial = 8, dv_spatial = 8, tok_patch = 4, tok_latent = 16;
   int tok_steps = 0, tok_batch = 8, tok_frames = 9;
   double tok_lr = 1e-3;
+  int tok_scaled_init = 1;  // 1: tokenizer::ScaleSkipPathToData before training (0: default initialisation)
   std::vector<int64_t> fsq_levels = {8, 5, 5, 5};
 
   // Built-in text encoder (trained jointly with each world model).

@@ -2,7 +2,9 @@
 // Cosmos-Tokenize1 causal layout (factorized causal 3D convolutions, Haar patching, mid-block attention; 4x8x8 by
 // default, --set cv_spatial/dv_spatial=4 for 4x4x4) at a reduced width: CV (16 continuous latent channels, for
 // the diffusion model) and DV (FSQ codes, the AR model's vocabulary). Loss: L1 reconstruction on random windows of the curated world clips (the reference adds
-// perceptual/flow/adversarial terms for real video; the embedded world does not need them). Each is scored on
+// perceptual/flow/adversarial terms for real video; the embedded world does not need them), after scaling the
+// skip path to the data (tokenizer::ScaleSkipPathToData; --set tok_scaled_init=0 keeps the default
+// initialisation). Each is scored on
 // the held-out clips (PSNR/SSIM of reconstructions) and saved as OUTPUT/tokenizer/{cv,dv}.safetensors with the
 // config in the file's metadata and beside it as {cv,dv}.json.
 #include <ATen/ATen.h>
@@ -20,6 +22,7 @@
 #include "wfm/core/world.h"
 #include "wfm/tokenizer/config.h"
 #include "wfm/tokenizer/network.h"
+#include "wfm/tokenizer/train.h"
 #include "wfm/tokenizer/weights.h"
 
 namespace wfm::demo {
@@ -66,6 +69,11 @@ absl::StatusOr<TokResult> TrainTokenizer(DemoContext& ctx, const DemoPlan& plan,
   at::manual_seed(discrete ? 11 : 10);
   tokenizer::TokenizerNetwork net(config);
   net->to(device);
+  if (plan.tok_scaled_init) {  // see tokenizer::ScaleSkipPathToData; its own windows, so training draws the same
+    at::Generator init_gen = at::make_generator<at::CPUGeneratorImpl>(discrete ? 31 : 30);
+    WFM_RETURN_IF_ERROR(tokenizer::ScaleSkipPathToData(
+        *net, ToModel(SampleWindows(train, 8, plan.tok_frames, init_gen)).to(device)));
+  }
   TokResult r;
   for (const auto& p : net->parameters()) r.parameters += p.numel();
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(discrete ? 21 : 20);

@@ -9,6 +9,8 @@
 #include "wfm/core/safetensors.h"
 #include "wfm/tokenizer/config.h"
 #include "wfm/tokenizer/network.h"
+#include "wfm/tokenizer/layers3d.h"
+#include "wfm/tokenizer/train.h"
 #include "wfm/tokenizer/weights.h"
 
 namespace wfm::tokenizer {
@@ -249,6 +251,59 @@ TEST(TokenizerTrainingTest, AutogradReachesEveryParameter) {
     torch::NoGradGuard ng;
     EXPECT_TRUE(at::equal(net->forward(x).reconstruction, net->forward(x).reconstruction)) << name;
   }
+}
+
+// ScaleSkipPathToData: the encoder's and decoder's conv_in come out at unit spread and the reconstruction at the
+// data's, keys and shapes unchanged, forward still finite; 2D tokenizers and flat batches are errors.
+TEST(TokenizerTrainingTest, ScaleSkipPathToDataNormalisesTheSkipPath) {
+  for (const char* name : {"CV", "DV"}) {  // the demo's small 4x8x8 layout
+    TokenizerConfig c = BaseConfig(name);
+    c.channels = 8;
+    c.channels_mult = {2, 4};
+    c.num_res_blocks = 1;
+    c.attn_resolutions = {};
+    c.resolution = 32;
+    c.patch_size = 4;
+    c.spatial_compression = 8;
+    c.temporal_compression = 4;
+    c.z_channels = c.latent_channels = 8;
+    if (c.is_discrete()) {
+      c.levels = {8, 5, 5, 5};
+      c.embedding_dim = 4;
+    }
+    WFM_ASSERT_OK(c.Validate());
+    at::manual_seed(1);
+    TokenizerNetwork net(c);
+    // Smooth frames with a few bright squares, roughly like the demo world.
+    at::Tensor x = at::linspace(-0.3, 0.1, 32).view({1, 1, 1, 32, 1}).expand({2, 3, 5, 32, 32}).clone();
+    x.narrow(3, 8, 6).narrow(4, 10, 6).select(1, 0).fill_(0.8);
+    x.narrow(3, 20, 5).narrow(4, 3, 5).select(1, 2).fill_(0.7);
+    std::map<std::string, std::vector<int64_t>> shapes;
+    for (const auto& p : net->named_parameters()) shapes[p.key()] = p.value().sizes().vec();
+    WFM_ASSERT_OK(ScaleSkipPathToData(*net, x));
+    at::NoGradGuard ng;
+    auto enc = std::dynamic_pointer_cast<EncoderFactorizedImpl>(net->encoder);
+    auto dec = std::dynamic_pointer_cast<DecoderFactorizedImpl>(net->decoder);
+    EXPECT_NEAR(enc->conv_in(enc->patcher3d(x, nullptr), nullptr).std().item<double>(), 1.0, 1e-3) << name;
+    EXPECT_NEAR(dec->conv_in(net->post_quant_conv3d(net->Encode(x).latent), nullptr).std().item<double>(), 1.0,
+                1e-3)
+        << name;
+    const at::Tensor rec = net->forward(x).reconstruction;
+    EXPECT_TRUE(at::isfinite(rec).all().item<bool>()) << name;
+    EXPECT_NEAR(rec.std().item<double>() / x.std().item<double>(), 1.0, 1e-3) << name;
+    for (const auto& p : net->named_parameters()) EXPECT_EQ(p.value().sizes().vec(), shapes[p.key()]) << p.key();
+    EXPECT_EQ(ScaleSkipPathToData(*net, at::zeros({1, 3, 5, 32, 32})).code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(ScaleSkipPathToData(*net, at::zeros({3, 5, 32, 32})).code(), absl::StatusCode::kInvalidArgument);
+  }
+  WFM_ASSERT_OK_AND_ASSIGN(TokenizerConfig ci, TokenizerConfig::Preset("CI8x8"));
+  ci.channels = 32;
+  ci.channels_mult = {1, 1, 2};
+  ci.num_res_blocks = 1;
+  ci.z_channels = 8;
+  TokenizerNetwork image(ci);
+  const absl::Status s = ScaleSkipPathToData(*image, at::rand({1, 3, 5, 16, 16}));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(s.message()).find("CV/DV"), std::string::npos) << s.message();
 }
 
 }  // namespace
