@@ -38,7 +38,8 @@ absl::Status ScaleSkipPathToData(TokenizerNetworkImpl& net, const at::Tensor& x)
     const at::Tensor z = net.Encode(x).latent;
     WFM_ASSIGN_OR_RETURN(const double dec_sd, spread(dec->conv_in(net.post_quant_conv3d(z), nullptr), "decoder.conv_in"));
     scale(dec->conv_in, 1.0 / dec_sd);
-    WFM_ASSIGN_OR_RETURN(const double rec_sd, spread(net.forward(x).reconstruction, "the reconstruction"));
+    // The encoder is final, so its latent z serves the reconstruction too (no second encode).
+    WFM_ASSIGN_OR_RETURN(const double rec_sd, spread(net.Decode(z), "the reconstruction"));
     scale(dec->conv_out, data_sd / rec_sd);
     return absl::OkStatus();
   });
